@@ -1,0 +1,39 @@
+# One entry point for setting up, running, testing and checking lstmgen.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test check lint format bench default-model clean
+
+$(STAMP): requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install everything.
+
+run: $(STAMP)  ## Start Redis (unless LSTMGEN_REDIS_URL is set), workers and the API; Ctrl-C stops all.
+	$(PY) scripts/run.py
+
+test: $(STAMP)  ## Run the whole test suite.
+	$(PY) -m pytest -q -p no:cacheprovider
+
+check: $(STAMP)  ## Lint, format check and type check.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy api worker shared training scripts
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP)  ## Run every benchmark (minutes).
+	$(PY) bench/engine.py
+	$(PY) bench/batching.py
+	$(PY) bench/service.py
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

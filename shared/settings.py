@@ -1,0 +1,111 @@
+"""The one typed settings object; the only reader of the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Service configuration, read from `LSTMGEN_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LSTMGEN_", frozen=True)
+
+    # Where things are.
+    redis_url: str = "redis://127.0.0.1:6379/0"  # broker and job store
+    host: str = "127.0.0.1"  # API bind address; 0.0.0.0 needs API keys
+    port: int = Field(8000, ge=1, le=65535)  # API port
+    public_url: str = ""  # base of job URLs; empty means http://{host}:{port}
+    model_dir: Path = Path("models")  # folder of named models
+    environment: Literal["development", "production"] = "development"
+
+    # Who may call.
+    api_keys: CommaList = []  # empty: no auth, localhost only
+
+    # Limits on one request.
+    max_length: int = Field(100_000, ge=1)  # characters generated per sample
+    max_seed_chars: int = Field(10_000, ge=1)
+    max_n: int = Field(16, ge=1)  # samples per job
+    max_body_bytes: int = Field(65_536, ge=1024)
+    max_queue_depth: int = Field(10_000, ge=1)  # queued jobs before 429
+    max_wait_s: float = Field(60.0, gt=0)  # longest `Prefer: wait=N`
+
+    # Job lifecycle.
+    job_time_limit_s: float = Field(600.0, gt=0)  # running longer ends `timed_out`
+    queue_ttl_s: float = Field(3600.0, gt=0)  # queued longer ends `expired`
+    retention_s: int = Field(86_400, ge=1)  # how long finished jobs stay readable
+    max_attempts: int = Field(3, ge=1)  # deliveries before a job that kills workers fails
+    visibility_timeout_s: int = Field(7200, ge=1)  # broker redelivers unacked jobs after this
+    progress_interval_s: float = Field(0.1, gt=0, le=0.2)  # partial output flush period
+
+    # Workers.
+    workers: int = Field(1, ge=1)  # generation worker processes `make run` starts
+    worker_models: CommaList = []  # models this worker serves; empty: all in model_dir
+    worker_slots: int = Field(64, ge=1)  # jobs one worker process runs at once
+    worker_heartbeat_s: float = Field(2.0, gt=0)
+
+    # Webhooks.
+    webhook_secrets: CommaList = []  # whsec_... ; several while rotating
+    webhook_allow_private: bool = False  # allow loopback/private targets (development only)
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_retry_schedule: CommaList = [
+        "5", "30", "120", "600", "1800", "3600", "7200", "14400", "28800", "43200",
+    ]  # seconds before each retry; sums to more than a day
+
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("api_keys", "worker_models", "webhook_secrets", "webhook_retry_schedule",
+                     mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[str]) -> list[str]:
+        for part in value:
+            if float(part) < 0:
+                raise ValueError("retry delays must be >= 0 seconds")
+        return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _check_secrets(cls, value: list[str]) -> list[str]:
+        for secret in value:
+            if not secret.startswith("whsec_"):
+                raise ValueError("webhook secrets must start with 'whsec_'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.visibility_timeout_s <= self.job_time_limit_s:
+            raise ValueError("visibility_timeout_s must exceed job_time_limit_s")
+        if self.environment == "production" and not self.webhook_secrets:
+            raise ValueError("production needs LSTMGEN_WEBHOOK_SECRETS")
+        if self.host not in ("127.0.0.1", "localhost", "::1") and not self.api_keys:
+            raise ValueError("listening beyond localhost needs LSTMGEN_API_KEYS")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """Return the URL clients use to reach the API."""
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def retry_delays(self) -> list[float]:
+        """Return the webhook retry schedule in seconds."""
+        return [float(part) for part in self.webhook_retry_schedule]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once."""
+    return Settings()
