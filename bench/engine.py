@@ -1,0 +1,220 @@
+"""Measure the engine: chars/s per model and stream count, against Keras and the GEMM bound.
+
+Run from the repository root: `.venv/bin/python bench/engine.py [--quick]`. It reads the
+reference models in ../shared/models in place.
+
+- chars/s: characters generated per second by one Batch holding N streams (ml5_darwin,
+  ml5_bolano: stateful, one step per character; jessvb_nietzsche: window model run exactly
+  as the original, 40 LSTM steps from zero state per character).
+- Keras loop: the Keras example's own algorithm on jessvb_nietzsche rebuilt as a Keras model
+  from the loaded weights: one-hot window, `model.predict` per character.
+- Compute bound: the machine's float32 GEMM rate (numpy matmul of a representative size,
+  measured in this run) divided by the matrix FLOPs one character needs. Those FLOPs count
+  the products the engine cannot avoid: the recurrent product of the first layer (its input
+  product is a precomputed row per character), full products of upper layers, the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared import kernels  # noqa: E402
+from shared.engine import Batch, SamplingParams  # noqa: E402
+from shared.loaders import load_model  # noqa: E402
+from shared.model import LSTMModel, Mode  # noqa: E402
+
+MODELS = ("ml5_darwin", "ml5_bolano", "jessvb_nietzsche")
+STREAMS = (1, 16, 64, 256)
+GEMM_SHAPE = (256, 512, 1024)  # ml5_bolano's upper layer at 256 streams: [256, 512] @ [512, 1024]
+
+
+def shared_models() -> Path:
+    """Return ../shared/models, or exit with a clear message."""
+    folder = (ROOT / ".." / "shared" / "models").resolve()
+    if not folder.is_dir():
+        sys.exit(f"bench/engine.py: {folder} not found (the reference models)")
+    return folder
+
+
+def gemm_rate(seconds: float) -> float:
+    """Measure float32 matmul FLOP/s for GEMM_SHAPE with numpy (its BLAS, all threads)."""
+    m, k, n = GEMM_SHAPE
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    out = np.empty((m, n), np.float32)
+    np.matmul(a, b, out=out)
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(5):
+            np.matmul(a, b, out=out)
+        best = min(best, (time.perf_counter() - start) / 5)
+    return 2.0 * m * k * n / best
+
+
+def flops_per_char(model: LSTMModel) -> float:
+    """Count the matrix FLOPs of one generated character."""
+    step = 0.0
+    for index, layer in enumerate(model.layers):
+        inputs = 0 if index == 0 else layer.input_size
+        step += 2.0 * (inputs + layer.units) * 4 * layer.units
+    steps = model.window if model.mode is Mode.WINDOW and model.window else 1
+    return steps * step + 2.0 * model.layers[-1].units * model.vocab_size
+
+
+def chars_per_second(model: LSTMModel, streams: int, seconds: float, segments: int = 4) -> float:
+    """Run one batch of N streams for about `seconds`; return the best segment's chars/s.
+
+    The best of a few segments, like the GEMM rate, so a burst of other work on the machine
+    does not decide the figure.
+    """
+    batch = Batch(model, capacity=streams)
+    seed = model.encode("The sun rose over the hills and the ", unknown="drop")
+    params = SamplingParams(length=10**9, temperature=0.8)
+    for stream in range(streams):
+        batch.add(stream, seed, params, random_seed=1, stream=stream)
+    batch.step()  # warm up (compiled kernels, buffers)
+    best = 0.0
+    for _ in range(segments):
+        steps, start = 0, time.perf_counter()
+        while True:
+            batch.step()
+            steps += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / segments and steps >= 2:
+                break
+        best = max(best, streams * steps / elapsed)
+    return best
+
+
+def keras_window_model(model: LSTMModel) -> Any:
+    """Rebuild the tfjs window model as a Keras model with the same weights and activation."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import keras
+
+    layer = model.layers[0]
+
+    def tfjs_hard_sigmoid(x: Any) -> Any:
+        # TensorFlow.js (and Keras 2) define hard_sigmoid as clip(0.2 x + 0.5, 0, 1).
+        return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+    assert model.window is not None
+    keras_model = keras.Sequential(
+        [
+            keras.Input((model.window, model.vocab_size)),
+            keras.layers.LSTM(layer.units, recurrent_activation=tfjs_hard_sigmoid),
+            keras.layers.Dense(model.vocab_size, activation="softmax"),
+        ]
+    )
+    inputs = layer.input_size
+    keras_model.layers[0].set_weights([layer.kernel[:inputs], layer.kernel[inputs:], layer.bias])
+    keras_model.layers[1].set_weights([model.output_kernel, model.output_bias])
+    return keras_model
+
+
+def keras_loop(model: LSTMModel, chars: int) -> tuple[float, str]:
+    """Generate greedily like the Keras example (predict per char); return chars/s and text.
+
+    The example samples with a temperature; greedy picks let the text be checked against
+    the engine's, and the draw itself is a negligible part of each character's time.
+    """
+    keras_model = keras_window_model(model)
+    assert model.window is not None
+    window = list(model.encode("opefully it works and we'll get results."))[-model.window :]
+    eye = np.eye(model.vocab_size, dtype=np.float32)
+    keras_model.predict(eye[window][None], verbose=0)  # build the predict function first
+    out: list[int] = []
+    durations = []
+    for _ in range(chars):
+        start = time.perf_counter()
+        probs = keras_model.predict(eye[window][None], verbose=0)[0].astype(np.float64)
+        preds = np.log(probs + 1e-12)  # the example's sample(): log(p) / T, multinomial
+        next_id = int(np.argmax(preds))
+        out.append(next_id)
+        window = [*window[1:], next_id]
+        durations.append(time.perf_counter() - start)
+    # The median character, so a burst of other work on the machine does not flatter us.
+    return 1.0 / float(np.median(durations)), model.decode(out)
+
+
+def engine_greedy(model: LSTMModel, chars: int) -> str:
+    """Generate greedily with the engine from the same window as keras_loop."""
+    batch = Batch(model, capacity=1)
+    seed = model.encode("opefully it works and we'll get results.")
+    batch.add(0, seed, SamplingParams(length=chars, temperature=0), random_seed=0)
+    while True:
+        finished = batch.step()
+        if finished:
+            return finished[0].text
+
+
+def main() -> None:
+    """Run the benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (noisier figures)")
+    args = parser.parse_args()
+    seconds = 0.5 if args.quick else 2.0
+    keras_chars = 8 if args.quick else 30
+    folder = shared_models()
+    print(
+        f"numba threads: {kernels.thread_count()}, cpu count: {os.cpu_count()}, "
+        f"load average: {os.getloadavg()[0]:.1f} (other work on the machine lowers figures)"
+    )
+    gemm_seconds = 0.5 if args.quick else 1.5
+    rate = gemm_rate(gemm_seconds)
+    header = f"{'model':<18} {'FLOP/char':>10} {'bound c/s':>10} " + " ".join(
+        f"{f'{s} str':>10}" for s in STREAMS
+    )
+    results: dict[str, dict[int, float]] = {}
+    models = {name: load_model(folder / name) for name in MODELS}
+    for name, model in models.items():
+        results[name] = {s: chars_per_second(model, s, seconds) for s in STREAMS}
+        rate = max(rate, gemm_rate(gemm_seconds))  # measured between models, the best counts
+    m, k, n = GEMM_SHAPE
+    print(
+        f"float32 GEMM rate, numpy matmul [{m},{k}]@[{k},{n}], best in this run: "
+        f"{rate / 1e9:.1f} GFLOP/s"
+    )
+    print()
+    print(header)
+    for name, model in models.items():
+        flops = flops_per_char(model)
+        figures = " ".join(f"{results[name][s]:>10.0f}" for s in STREAMS)
+        print(f"{name:<18} {flops / 1e6:>9.2f}M {rate / flops:>10.0f} {figures}")
+    print()
+    window = models["jessvb_nietzsche"]
+    keras_rate, keras_text = keras_loop(window, keras_chars)
+    same = engine_greedy(window, keras_chars) == keras_text
+    print(f"Keras example loop on jessvb_nietzsche (predict per char): {keras_rate:.1f} chars/s")
+    print(f"  greedy text identical to the engine's: {same}")
+    one, best = results["jessvb_nietzsche"][1], max(results["jessvb_nietzsche"].values())
+    print(
+        f"window model vs Keras loop: 1 stream {one / keras_rate:.0f}x, "
+        f"best ({best:.0f} chars/s) {best / keras_rate:.0f}x  (floor 50x)"
+    )
+    bolano = models["ml5_bolano"]
+    bound = rate / flops_per_char(bolano)
+    achieved = results["ml5_bolano"][256]
+    print(
+        f"ml5_bolano 256 streams vs compute bound: {achieved:.0f} / {bound:.0f} chars/s = "
+        f"{100 * achieved / bound:.0f}%  (floor 40%)"
+    )
+
+
+if __name__ == "__main__":
+    main()

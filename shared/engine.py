@@ -1,0 +1,517 @@
+"""Generate text: a batch of sequences of one model advancing one character per step."""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shared import kernels
+from shared.model import ZERO_INPUT, LSTMModel, Mode, UnknownChars
+from shared.sampling import (
+    MAX_RANDOM_SEED,
+    SamplingParams,
+    check_random_seed,
+    derive_random_seed,
+    probabilities,
+    sample_into,
+    uniforms_into,
+)
+
+__all__ = [
+    "Batch",
+    "CharProbability",
+    "FinishReason",
+    "Finished",
+    "Generation",
+    "SamplingParams",
+    "derive_random_seed",
+    "generate",
+    "next_probabilities",
+    "predict",
+]
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+# Maps (random seeds, streams, steps) of the active rows to one uniform each.
+UniformSource = Callable[[U64, U64, I64], npt.NDArray[np.float64]]
+CHUNK = 256  # generated ids kept per row before they are decoded into text
+
+
+class FinishReason(StrEnum):
+    """Why a sequence stopped."""
+
+    LENGTH = "length"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A sequence that left the batch, with its final text."""
+
+    key: Hashable
+    text: str
+    reason: FinishReason
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The samples of one request and the random seed that reproduces them."""
+
+    texts: list[str]
+    finish_reasons: list[FinishReason]
+    random_seed: int
+
+    @property
+    def text(self) -> str:
+        """Return the first sample."""
+        return self.texts[0]
+
+
+@dataclass(frozen=True)
+class CharProbability:
+    """One character of a next-character distribution."""
+
+    char: str
+    probability: float
+
+
+_NETWORKS: weakref.WeakKeyDictionary[LSTMModel, Network] = weakref.WeakKeyDictionary()
+_NETWORKS_LOCK = threading.Lock()
+
+
+def network(model: LSTMModel) -> Network:
+    """Return the model's compiled-step layout, built once per model object."""
+    with _NETWORKS_LOCK:
+        built = _NETWORKS.get(model)
+        if built is None:
+            built = _NETWORKS[model] = Network(model)
+        return built
+
+
+class Network:
+    """A model's weights laid out for the compiled step (see network())."""
+
+    def __init__(self, model: LSTMModel) -> None:
+        self.model = model
+        self.kind = kernels.ACTIVATION_CODES[model.recurrent_activation]
+        self.units = [layer.units for layer in model.layers]
+        first = model.layers[0]
+        inputs = first.kernel[: first.input_size].astype(np.float64)
+        if model.embedding is not None:
+            inputs = model.embedding.astype(np.float64) @ inputs
+        # The first layer's input product is a row per character (one-hot or embedding),
+        # plus a last row, only the bias, that ZERO_INPUT (-1) selects by wrapping around.
+        projection = np.vstack([inputs + first.bias, first.bias[None, :]])
+        self.tables: list[F32] = [_pad(projection)]
+        self.wx: list[F32] = [kernels.pack(_pad(np.zeros((0, 4 * first.units))))]
+        for layer in model.layers[1:]:
+            self.tables.append(_pad(layer.bias[None, :]))
+            self.wx.append(kernels.pack(_pad(layer.kernel[: layer.input_size])))
+        self.wh = [kernels.pack(_pad(layer.kernel[layer.input_size :])) for layer in model.layers]
+        self.gate_width = [table.shape[1] for table in self.tables]
+        self.out_table = _pad(model.output_bias[None, :])
+        self.out_w = kernels.pack(_pad(model.output_kernel))
+        self.out_width = self.out_table.shape[1]
+        self.no_h = kernels.pack(np.zeros((0, self.out_width), np.float32))
+
+    def arguments(
+        self, ids: I64, starts: I64, hs: list[F32], cs: list[F32], scratch: Scratch
+    ) -> Forward:
+        """Check and bundle one forward pass of ids [T, n] from the states hs/cs (in place)."""
+        steps, n = ids.shape
+        if starts.shape != (n,) or any(
+            h.shape != (n, u) for h, u in zip(hs, self.units, strict=False)
+        ):
+            raise ValueError("ids, starts and states disagree on the number of rows")
+        no_input = scratch.view(scratch.no_input, (steps, n, 0))
+        zs = tuple(
+            scratch.view(g, (n, w)) for g, w in zip(scratch.gates, self.gate_width, strict=False)
+        )
+        seqs = tuple(
+            scratch.view(flat, (steps, n, u))
+            for flat, u in zip(scratch.sequences, self.units, strict=False)
+        )
+        inputs = [no_input, *seqs[:-1]]
+        for layer, z in enumerate(zs):
+            pairs = ((inputs[layer], self.wx[layer]), (hs[layer], self.wh[layer]))
+            kernels.check_shapes(z, self.tables[layer], *pairs)
+            if cs[layer].shape != hs[layer].shape or not hs[layer].flags.c_contiguous:
+                raise ValueError("states must be C-ordered [n, H] arrays")
+        logits = scratch.view(scratch.logits, (n, self.out_width))
+        no_h = scratch.view(scratch.no_input, (n, 0))
+        kernels.check_shapes(logits, self.out_table, (hs[-1], self.out_w), (no_h, self.no_h))
+        zero_ids = scratch.view(scratch.zero_ids, (steps, n))
+        args = (
+            tuple(self.tables), ids, tuple(self.wx), tuple(self.wh), tuple(hs), tuple(cs),
+            starts, zs, seqs, no_input, zero_ids, self.kind, self.out_table, self.out_w,
+            no_h, self.no_h, logits,
+        )  # fmt: skip
+        return Forward(args, n, logits[:, : self.model.vocab_size])
+
+
+@dataclass(frozen=True)
+class Forward:
+    """The checked arguments of one compiled forward pass, reusable while shapes hold."""
+
+    args: tuple[Any, ...]
+    rows: int
+    logits: F32  # where the pass leaves the logits [n, V]
+
+    def __call__(self) -> F32:
+        """Run the pass and return the logits."""
+        kernels.forward(*self.args, rows=self.rows)
+        return self.logits
+
+
+def _pad(array: npt.NDArray[Any]) -> F32:
+    """Return a float32 copy with zero columns added up to a multiple of the kernel tile."""
+    columns = -(-array.shape[1] // kernels.TILE_COLS) * kernels.TILE_COLS
+    padded = np.zeros((array.shape[0], columns), np.float32)
+    padded[:, : array.shape[1]] = array
+    return padded
+
+
+class Scratch:
+    """Preallocated buffers for up to `steps` x `rows` inputs, viewed at the size in use."""
+
+    def __init__(self, net: Network, steps: int, rows: int) -> None:
+        size = steps * rows
+        self.sequences = [np.empty(size * u, np.float32) for u in net.units]
+        self.gates = [np.empty(rows * width, np.float32) for width in net.gate_width]
+        self.logits = np.empty(rows * net.out_width, np.float32)
+        self.zero_ids = np.zeros(max(size, rows), np.int64)
+        self.no_input = np.zeros(0, np.float32)
+
+    @staticmethod
+    def view(flat: npt.NDArray[Any], shape: tuple[int, ...]) -> npt.NDArray[Any]:
+        """Return the leading part of a flat buffer as a C-contiguous array of that shape."""
+        return flat[: math.prod(shape)].reshape(shape)
+
+
+@dataclass
+class _Sequence:
+    """Per-sequence bookkeeping that is not part of the numeric step."""
+
+    key: Hashable
+    params: SamplingParams
+    pieces: list[str] = field(default_factory=list)  # decoded text of flushed chunks
+    tail: str = ""  # recent text, kept only when there are stop sequences
+
+
+def _check_ids(model: LSTMModel, seed_ids: Sequence[int]) -> I64:
+    ids = np.asarray(list(seed_ids), dtype=np.int64)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError("the seed must hold at least one character id")
+    bad = (ids >= model.vocab_size) | ((ids < 0) & (ids != ZERO_INPUT))
+    if bad.any():
+        raise ValueError(f"seed ids outside the vocabulary: {sorted(set(ids[bad].tolist()))}")
+    return ids
+
+
+class Batch:
+    """Sequences of one model that advance together, one character per step.
+
+    One thread drives a batch (add, step, remove, text); it holds no lock of its own.
+    """
+
+    def __init__(
+        self, model: LSTMModel, capacity: int = 256, *, uniforms: UniformSource | None = None
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.model = model
+        self.capacity = capacity
+        self._net = network(model)
+        self._scratch = Scratch(self._net, model.window or 1, capacity)
+        self._uniforms = uniforms  # None: the counter-based stream (compiled)
+        self._uniform_buffer = np.zeros(capacity, np.float64)
+        self._ids_buffer = np.zeros(capacity, np.int64)
+        self._window = model.window if model.mode is Mode.WINDOW else None
+        self._vocab = np.array(model.vocab, dtype=object)
+        self._seqs: list[_Sequence] = []  # by row; rows 0..len-1 are active
+        self._rows: dict[Hashable, int] = {}
+        units = self._net.units
+        self._h = [np.zeros((capacity, u), np.float32) for u in units]
+        self._c = [np.zeros((capacity, u), np.float32) for u in units]
+        self._next = np.zeros(capacity, np.int64)  # stateful: the next input id
+        width = self._window or 1
+        self._win = np.full((capacity, width), ZERO_INPUT, np.int64)  # window: last W ids
+        self._filled = np.zeros(capacity, np.int64)  # window: how many of them are real
+        self._temperature = np.zeros(capacity, np.float32)
+        self._top_k = np.zeros(capacity, np.int64)
+        self._top_p = np.ones(capacity, np.float32)
+        self._length = np.zeros(capacity, np.int64)
+        self._seed = np.zeros(capacity, np.uint64)
+        self._stream = np.zeros(capacity, np.uint64)
+        self._done = np.zeros(capacity, np.int64)  # characters generated
+        self._chunk = np.zeros((capacity, CHUNK), np.int64)
+        self._has_stop = np.zeros(capacity, np.bool_)
+        rows = capacity if self._window else 0
+        self._zero_h = [np.zeros(rows * u, np.float32) for u in units]
+        self._zero_c = [np.zeros(rows * u, np.float32) for u in units]
+        self._win_t = np.zeros(rows * width, np.int64)  # window ids, time-major, for the pass
+        self._starts = np.zeros(capacity, np.int64)  # window: first real step of each row
+        self._passes: dict[int, Forward] = {}  # checked pass arguments by active row count
+        self._row_index = np.arange(capacity)
+        self._row_arrays: list[npt.NDArray[Any]] = [
+            *self._h, *self._c, self._next, self._win, self._filled, self._temperature,
+            self._top_k, self._top_p, self._length, self._seed, self._stream, self._done,
+            self._chunk, self._has_stop,
+        ]  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self._seqs)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def add(
+        self,
+        key: Hashable,
+        seed_ids: Sequence[int],
+        params: SamplingParams,
+        random_seed: int,
+        stream: int = 0,
+    ) -> None:
+        """Add a sequence and feed its seed; it generates from the next step on."""
+        if key in self._rows:
+            raise KeyError(f"sequence {key!r} is already in the batch")
+        if len(self._seqs) >= self.capacity:
+            raise OverflowError(f"the batch is full ({self.capacity} sequences)")
+        ids = _check_ids(self.model, seed_ids)
+        seed = check_random_seed(random_seed)
+        if isinstance(stream, bool) or not 0 <= stream <= MAX_RANDOM_SEED:
+            raise ValueError(f"stream must be an integer in [0, 2**64), got {stream!r}")
+        row = len(self._seqs)
+        self._temperature[row] = params.temperature
+        self._top_k[row] = params.top_k or 0
+        self._top_p[row] = 1.0 if params.top_p is None else params.top_p
+        self._length[row] = params.length
+        self._seed[row] = seed
+        self._stream[row] = stream
+        self._done[row] = 0
+        self._has_stop[row] = bool(params.stop)
+        self._prefill(row, ids)
+        self._seqs.append(_Sequence(key, params))
+        self._rows[key] = row
+
+    def _prefill(self, row: int, ids: I64) -> None:
+        if self._window is not None:
+            kept = ids[-self._window :]
+            self._win[row] = ZERO_INPUT
+            self._win[row, self._window - kept.size :] = kept
+            self._filled[row] = kept.size
+            return
+        hs = [h[row : row + 1] for h in self._h]
+        cs = [c[row : row + 1] for c in self._c]
+        for state in (*hs, *cs):
+            state.fill(0)
+        if ids.size > 1:
+            prefill = Scratch(self._net, ids.size - 1, 1)
+            self._net.arguments(ids[:-1, None], np.zeros(1, np.int64), hs, cs, prefill)()
+        self._next[row] = ids[-1]
+
+    def remove(self, key: Hashable) -> str:
+        """Drop a sequence (cancelled or timed out) and return its text so far."""
+        text = self.text(key)
+        self._drop(self._rows[key])
+        return text
+
+    def _drop(self, row: int) -> None:
+        last = len(self._seqs) - 1
+        del self._rows[self._seqs[row].key]
+        if row != last:
+            for array in self._row_arrays:
+                array[row] = array[last]
+            self._seqs[row] = self._seqs[last]
+            self._rows[self._seqs[row].key] = row
+        self._seqs.pop()
+
+    def text(self, key: Hashable) -> str:
+        """Return the text generated so far, without a possible start of a stop sequence."""
+        row = self._rows[key]
+        seq = self._seqs[row]
+        text = self._text_of(row)
+        return text[: len(text) - _held_back(text, seq.params.stop)]
+
+    def progress(self, key: Hashable) -> int:
+        """Return how many characters the sequence has generated."""
+        return int(self._done[self._rows[key]])
+
+    def _text_of(self, row: int) -> str:
+        pending = int(self._done[row]) % CHUNK
+        return "".join(self._seqs[row].pieces) + "".join(self._vocab[self._chunk[row, :pending]])
+
+    def step(self) -> list[Finished]:
+        """Advance every sequence by one character; return the ones that finished."""
+        n = len(self._seqs)
+        if n == 0:
+            return []
+        logits = self._forward(n)
+        done = self._done[:n]
+        uniforms = self._uniform_buffer[:n]
+        if self._uniforms is None:
+            uniforms_into(self._seed[:n], self._stream[:n], done, uniforms)
+        else:
+            uniforms[:] = self._uniforms(self._seed[:n], self._stream[:n], done)
+        ids = self._ids_buffer[:n]
+        sample_into(logits, self._temperature[:n], self._top_k[:n], self._top_p[:n], uniforms, ids)
+        column = done % CHUNK
+        self._chunk[self._row_index[:n], column] = ids
+        done += 1
+        self._advance_inputs(n, ids)
+        return self._collect(n, ids, column == CHUNK - 1)
+
+    def _forward(self, n: int) -> F32:
+        """Run the network for the n active rows; return their logits."""
+        bundle = self._passes.get(n)
+        if bundle is None:
+            if len(self._passes) > 64:
+                self._passes.clear()
+            bundle = self._passes[n] = self._arguments(n)
+        if self._window is not None:
+            # Every character re-runs its window from a zero state.
+            np.copyto(bundle.args[1], self._win[:n].T)
+            np.subtract(self._window, self._filled[:n], out=bundle.args[6])
+            for state in (*bundle.args[4], *bundle.args[5]):
+                state.fill(0)
+        return bundle()
+
+    def _arguments(self, n: int) -> Forward:
+        if self._window is None:
+            hs = [h[:n] for h in self._h]
+            cs = [c[:n] for c in self._c]
+            starts = Scratch.view(self._scratch.zero_ids, (n,))
+            return self._net.arguments(self._next[None, :n], starts, hs, cs, self._scratch)
+        units = self._net.units
+        hs = [Scratch.view(flat, (n, u)) for flat, u in zip(self._zero_h, units, strict=True)]
+        cs = [Scratch.view(flat, (n, u)) for flat, u in zip(self._zero_c, units, strict=True)]
+        ids = Scratch.view(self._win_t, (self._window, n))
+        starts = Scratch.view(self._starts, (n,))
+        return self._net.arguments(ids, starts, hs, cs, self._scratch)
+
+    def _advance_inputs(self, n: int, ids: I64) -> None:
+        if self._window is None:
+            self._next[:n] = ids
+            return
+        window = self._win[:n]
+        window[:, :-1] = window[:, 1:]
+        window[:, -1] = ids
+        np.minimum(self._filled[:n] + 1, self._window, out=self._filled[:n])
+
+    def _collect(self, n: int, ids: I64, full: npt.NDArray[np.bool_]) -> list[Finished]:
+        """Flush full chunks, check stop sequences and lengths; drop finished rows."""
+        if full.any():
+            for row in np.flatnonzero(full).tolist():
+                self._seqs[row].pieces.append("".join(self._vocab[self._chunk[row]]))
+        finished: list[tuple[int, Finished]] = []
+        if self._has_stop[:n].any():
+            for row in np.flatnonzero(self._has_stop[:n]).tolist():
+                seq = self._seqs[row]
+                stopped = self._check_stop(row, seq, self.model.vocab[int(ids[row])])
+                if stopped is not None:
+                    finished.append((row, Finished(seq.key, stopped, FinishReason.STOP)))
+        ended = self._done[:n] >= self._length[:n]
+        if ended.any():
+            stopped_rows = {row for row, _ in finished}
+            for row in np.flatnonzero(ended).tolist():
+                if row not in stopped_rows:
+                    text = self._text_of(row)
+                    finished.append((row, Finished(self._seqs[row].key, text, FinishReason.LENGTH)))
+        # Drop from the highest row down so moving the last row never moves a finished one.
+        for row, _ in sorted(finished, key=lambda item: -item[0]):
+            self._drop(row)
+        return [item for _, item in finished]
+
+    def _check_stop(self, row: int, seq: _Sequence, piece: str) -> str | None:
+        longest = max(len(s) for s in seq.params.stop)
+        recent = seq.tail + piece
+        for stop in sorted(seq.params.stop, key=len, reverse=True):
+            # The stop must end inside the newest piece (a vocabulary entry may be several chars).
+            found = recent.find(stop, max(0, len(recent) - len(piece) - len(stop) + 1))
+            if found >= 0:
+                text = self._text_of(row)
+                return text[: len(text) - (len(recent) - found)]
+        seq.tail = recent[-(longest - 1) :] if longest > 1 else ""
+        return None
+
+
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """Return the length of the longest end of text that could still grow into a stop."""
+    best = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:size]):
+                best = size
+                break
+    return best
+
+
+def _seed_ids(model: LSTMModel, seed: str, unknown: UnknownChars) -> list[int]:
+    ids = model.encode(seed or model.defaults.seed, unknown)
+    if not ids:
+        raise ValueError("the seed has no character the model knows")
+    return ids
+
+
+def generate(
+    model: LSTMModel,
+    seed: str,
+    params: SamplingParams,
+    *,
+    random_seed: int | None = None,
+    n: int = 1,
+    unknown: UnknownChars = "error",
+) -> Generation:
+    """Generate n samples from a seed (empty: the model's default seed) as one batch."""
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    ids = _seed_ids(model, seed, unknown)
+    chosen = derive_random_seed() if random_seed is None else check_random_seed(random_seed)
+    batch = Batch(model, capacity=n)
+    for stream in range(n):
+        batch.add(stream, ids, params, chosen, stream)
+    results: dict[Hashable, Finished] = {}
+    while len(batch):
+        results.update((item.key, item) for item in batch.step())
+    ordered = [results[stream] for stream in range(n)]
+    return Generation(
+        texts=[item.text for item in ordered],
+        finish_reasons=[item.reason for item in ordered],
+        random_seed=chosen,
+    )
+
+
+def next_probabilities(model: LSTMModel, seed_ids: Sequence[int], temperature: float = 1.0) -> F32:
+    """Return the next-character distribution after feeding seed ids (ZERO_INPUT allowed)."""
+    ids = _check_ids(model, seed_ids)
+    net = network(model)
+    hs = [np.zeros((1, u), np.float32) for u in net.units]
+    cs = [np.zeros((1, u), np.float32) for u in net.units]
+    if model.mode is Mode.WINDOW:
+        assert model.window is not None
+        ids = ids[-model.window :]
+    scratch = Scratch(net, ids.size, 1)
+    logits = net.arguments(ids[:, None], np.zeros(1, np.int64), hs, cs, scratch)()
+    probs: F32 = probabilities(logits, np.array([temperature], np.float32))[0]
+    return probs
+
+
+def predict(
+    model: LSTMModel, seed: str, temperature: float = 1.0, unknown: UnknownChars = "error"
+) -> list[CharProbability]:
+    """Return the next-character distribution after a seed, most likely first."""
+    if not np.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    probs = next_probabilities(model, _seed_ids(model, seed, unknown), temperature)
+    order = np.argsort(-probs, kind="stable")
+    return [CharProbability(model.vocab[i], float(probs[i])) for i in order.tolist()]

@@ -1,0 +1,307 @@
+"""Compiled LSTM kernels whose every output row depends only on that row's inputs.
+
+BLAS libraries pick different code paths for a row depending on the batch size and the row's
+position in it (OpenBLAS rounds the same row differently at different positions), so a
+sequence would come out differently alone and in a batch. These kernels sum every dot product
+in one fixed order (start value, then k = 0, 1, ...) with a separate multiply and add (no
+fused multiply-add contraction, which the compiler could apply to some code paths only), so
+a row's bits never depend on its neighbours, on the batch size or on the thread count.
+
+Speed comes from the layout rather than from BLAS: weights are packed once into panels of 16
+columns read in order, the products run in register tiles of 4 rows x 16 columns, the cell
+uses a vectorisable exp, and threads split the batch into row groups that each run the whole
+step (one fork-join per step). The engine calls forward() once per step. The threads are
+OpenMP's, which do not survive fork(): run the kernels in the process that imported them.
+"""
+
+from __future__ import annotations
+
+import os
+import types as pytypes
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+Array = npt.NDArray[np.float32]
+Ids = npt.NDArray[np.int64]
+
+# Recurrent activations, as codes the compiled cell understands.
+SIGMOID, HARD_SIGMOID, HARD_SIGMOID_K3 = 0, 1, 2
+ACTIVATION_CODES = {
+    "sigmoid": SIGMOID,
+    "hard_sigmoid": HARD_SIGMOID,
+    "hard_sigmoid_k3": HARD_SIGMOID_K3,
+}
+PARALLEL_ROWS = 16  # batches this large use every thread; smaller ones run on one
+TILE_COLS = 16  # output widths must be multiples of this (the engine pads its weights)
+
+_ROWS = 4  # rows that share each loaded weight
+_COLS = 128  # output columns handled together before moving to the next rows
+_DEPTH = 128  # inner-product terms per pass, so a block of weights stays in cache
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_F2 = np.float32(2.0)
+_HALF = np.float32(0.5)
+_FIFTH = np.float32(0.2)
+_SIXTH = np.float32(1.0 / 6.0)
+# exp(y) = 2**n * exp(r), r = y - n*ln 2 split in two parts so r is exact; Taylor terms to r**7.
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_ROUND = np.float32(12582912.0)  # 1.5 * 2**23: adding and subtracting it rounds to an integer
+_EXP_MIN = np.float32(-87.0)
+_EXP_MAX = np.float32(88.0)
+_TAYLOR = tuple(np.float32(1.0 / f) for f in (5040, 720, 120, 24, 6, 2, 1, 1))
+_jit = njit(nogil=True, cache=True, error_model="numpy")  # numpy errors: no branches
+
+# Batches run in several threads of one process (one per model): only a thread-safe layer
+# (OpenMP or TBB) may run parallel kernels from them; without one the kernels run serially.
+numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]
+_threads_ok = True
+# The step's threads share the machine's cores with other processes (API, broker, other
+# workers): OpenMP's default spin-waiting at the end of each step then steals the core from
+# the thread still working and can make a step ten times slower. Sleep instead (it costs a
+# wake-up, tens of microseconds, per step). Read by OpenMP when it starts, at the first
+# threaded step; a value already set by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# The tiles below keep their accumulators in registers only once LLVM's SLP vectoriser packs
+# them into vectors; numba leaves it off unless asked before its first compilation.
+numba.config.SLP_VECTORIZE = 1  # type: ignore[attr-defined]
+
+
+def pack(w: npt.NDArray[Any]) -> Array:
+    """Lay out a weight matrix [K, N] as panels [N / 16, K, 16] the tiles read in order."""
+    depth, width = w.shape
+    if width % TILE_COLS:
+        raise ValueError(f"weight width {width} is not a multiple of {TILE_COLS}")
+    panels = w.reshape(depth, width // TILE_COLS, TILE_COLS).transpose(1, 0, 2)
+    return np.ascontiguousarray(panels, dtype=np.float32)
+
+
+def _tile_source(rows: int) -> str:
+    """Write out[r0 + i, c0:c0+16] += x[r0 + i, k0:k1] @ w[k0:k1, c0:c0+16] for i < rows.
+
+    Straight-line code with one named accumulator per output, so each output is summed as
+    acc = acc + x * w for k = k0, k0 + 1, ... in that order whatever vector shape LLVM picks.
+    Arrays are flat (w packed in panels) and indices unsigned, sparing negative-index checks.
+    """
+    cols = range(TILE_COLS)
+    lines = [f"def _tile_{rows}(x, width, w, n_cols, out, r0, c0, k0, k1):"]
+    for i in range(rows):
+        lines.append(f"    o{i} = (r0 + _U({i})) * n_cols + c0")
+        lines.append(f"    x{i} = (r0 + _U({i})) * width")
+        lines += [f"    a{i}_{j} = out[o{i} + _U({j})]" for j in cols]
+    lines += ["    wk = (c0 * width) + k0 * _U(16)", "    for k in range(k0, k1):"]
+    lines += [f"        b{i} = x[x{i} + k]" for i in range(rows)]
+    lines += [f"        w{j} = w[wk + _U({j})]" for j in cols]
+    lines += [f"        a{i}_{j} = a{i}_{j} + b{i} * w{j}" for j in cols for i in range(rows)]
+    lines.append("        wk += _U(16)")
+    lines += [f"    out[o{i} + _U({j})] = a{i}_{j}" for i in range(rows) for j in cols]
+    return "\n".join(lines)
+
+
+def _compile_tile(rows: int) -> Any:
+    # Defined in this module, under this file's name, so numba can cache it like the others.
+    exec(compile(_tile_source(rows), __file__, "exec"), globals())
+    return _jit(globals()[f"_tile_{rows}"])
+
+
+_U = np.uint64
+_tile_rows = _compile_tile(_ROWS)
+_tile_row = _compile_tile(1)
+
+
+@intrinsic
+def _float_from_bits(typingctx, bits):  # type: ignore[no-untyped-def]
+    """Reinterpret int32 bits as a float32 (to build 2**n)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@njit(inline="always", error_model="numpy")
+def _exp(y):  # type: ignore[no-untyped-def]
+    """Return exp(y) in float32 with straight-line code the compiler can vectorise."""
+    y = y if y > _EXP_MIN else _EXP_MIN
+    y = y if y < _EXP_MAX else _EXP_MAX
+    n = (y * _LOG2E + _ROUND) - _ROUND
+    r = (y - n * _LN2_HI) - n * _LN2_LO
+    p = _TAYLOR[0]
+    for coefficient in _TAYLOR[1:]:
+        p = p * r + coefficient
+    return p * _float_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))  # type: ignore[call-arg]
+
+
+@njit(inline="always", error_model="numpy")
+def _tanh(x):  # type: ignore[no-untyped-def]
+    return _F1 - _F2 / (_exp(_F2 * x) + _F1)
+
+
+@njit(inline="always", error_model="numpy")
+def _add_products(x, w, out, r0, rows, c0, c1):  # type: ignore[no-untyped-def]
+    """out[r0:r0+rows, c0:c1] += x[r0:r0+rows] @ w[:, c0:c1], term by term in k order."""
+    width = np.uint64(x.shape[1])
+    n_cols = np.uint64(out.shape[1])
+    xf = x.reshape(x.size)
+    wf = w.reshape(w.size)
+    of = out.reshape(out.size)
+    for k0 in range(0, x.shape[1], _DEPTH):
+        k1 = np.uint64(min(k0 + _DEPTH, x.shape[1]))
+        for c in range(c0, c1, TILE_COLS):
+            if rows == _ROWS:
+                _tile_rows(
+                    xf, width, wf, n_cols, of, np.uint64(r0), np.uint64(c), np.uint64(k0), k1
+                )
+            else:
+                for r in range(r0, r0 + rows):
+                    _tile_row(
+                        xf, width, wf, n_cols, of, np.uint64(r), np.uint64(c), np.uint64(k0), k1
+                    )
+
+
+@njit(inline="always", error_model="numpy")
+def _tile(table, ids, x, wx, h, wh, out, tile, col_tiles):  # type: ignore[no-untyped-def]
+    """out[rows, cols] = table[ids] + x @ wx + h @ wh for one tile of rows and columns."""
+    r0 = (tile // col_tiles) * _ROWS
+    rows = min(_ROWS, out.shape[0] - r0)
+    c0 = (tile % col_tiles) * _COLS
+    c1 = min(c0 + _COLS, out.shape[1])
+    for r in range(r0, r0 + rows):
+        out[r, c0:c1] = table[ids[r], c0:c1]
+    _add_products(x, wx, out, r0, rows, c0, c1)
+    _add_products(h, wh, out, r0, rows, c0, c1)
+
+
+@njit(inline="always", error_model="numpy")
+def _clip01(x):  # type: ignore[no-untyped-def]
+    x = x if x > _F0 else _F0
+    return x if x < _F1 else _F1
+
+
+@njit(inline="always", error_model="numpy")
+def _gate(x, kind):  # type: ignore[no-untyped-def]
+    if kind == HARD_SIGMOID:
+        return _clip01(_FIFTH * x + _HALF)
+    if kind == HARD_SIGMOID_K3:
+        return _clip01(x * _SIXTH + _HALF)
+    return _F1 / (_F1 + _exp(-x))
+
+
+@_jit
+def _forward_rows(  # type: ignore[no-untyped-def]
+    r0, r1, tables, ids, wx, wh, hs, cs, starts, zs, seqs, no_input, zero_ids, kind,
+    out_table, out_w, no_h, no_hw, logits,
+):  # fmt: skip
+    """Run the forward pass (see _forward) for rows r0:r1 alone."""
+    steps = ids.shape[0]
+    for layer in range(len(tables)):
+        h, c, z = hs[layer][r0:r1], cs[layer][r0:r1], zs[layer][r0:r1]
+        layer_ids = ids if layer == 0 else zero_ids
+        xs = no_input if layer == 0 else seqs[layer - 1]
+        units = h.shape[1]
+        col_tiles = (z.shape[1] + _COLS - 1) // _COLS
+        row_tiles = (r1 - r0 + _ROWS - 1) // _ROWS
+        for t in range(steps):
+            x = xs[t][r0:r1]
+            row_ids = layer_ids[t][r0:r1]
+            for tile in range(row_tiles * col_tiles):
+                _tile(tables[layer], row_ids, x, wx[layer], h, wh[layer], z, tile, col_tiles)
+            seq = seqs[layer][t][r0:r1]
+            for r in range(r1 - r0):
+                if t >= starts[r0 + r]:
+                    for j in range(units):
+                        i = _gate(z[r, j], kind)
+                        f = _gate(z[r, units + j], kind)
+                        g = _tanh(z[r, 2 * units + j])
+                        o = _gate(z[r, 3 * units + j], kind)
+                        c[r, j] = f * c[r, j] + i * g
+                        h[r, j] = o * _tanh(c[r, j])
+                for j in range(units):
+                    seq[r, j] = h[r, j]
+    top = hs[len(hs) - 1][r0:r1]
+    out = logits[r0:r1]
+    col_tiles = (out.shape[1] + _COLS - 1) // _COLS
+    row_tiles = (r1 - r0 + _ROWS - 1) // _ROWS
+    for tile in range(row_tiles * col_tiles):
+        _tile(out_table, zero_ids[0][r0:r1], top, out_w, no_h[r0:r1], no_hw, out, tile, col_tiles)
+
+
+def _forward(  # type: ignore[no-untyped-def]
+    tables, ids, wx, wh, hs, cs, starts, zs, seqs, no_input, zero_ids, kind,
+    out_table, out_w, no_h, no_hw, logits, chunks,
+):  # fmt: skip
+    """Run every LSTM layer over T steps for n rows, then the output layer on the last h.
+
+    Per layer l (tuples): tables[l] [R, 4H] and its row ids (ids [T, n] for the first layer,
+    which gathers its input product, zero_ids for the others, which point at their bias);
+    wx[l], wh[l]: packed input and recurrent kernels; hs[l], cs[l] [n, H]: the state,
+    updated in place; zs[l] [n, 4H]: scratch; seqs[l] [T, n, H]: h after every step, the
+    input of the next layer (the first layer's input is no_input, [T, n, 0]). starts [n]:
+    a row's first step (earlier steps leave its state alone). logits [n, V] = out_table +
+    h_last @ out_w (no_h, no_hw: the empty recurrent part of that product). Rows are split
+    into `chunks` groups that each thread runs through the whole pass, with no barrier.
+    """
+    n = ids.shape[1]
+    size = ((n + chunks - 1) // chunks + _ROWS - 1) // _ROWS * _ROWS
+    for chunk in prange(chunks):
+        r0 = chunk * size
+        r1 = min(n, r0 + size)
+        if r0 < r1:
+            _forward_rows(
+                r0, r1, tables, ids, wx, wh, hs, cs, starts, zs, seqs, no_input, zero_ids,
+                kind, out_table, out_w, no_h, no_hw, logits,
+            )  # fmt: skip
+
+
+# The same code compiled twice: threads pay off only for larger batches, and both variants
+# perform identical operations per row, so which one runs never changes a result.
+def _variant(func: Any, suffix: str, parallel: bool) -> Any:
+    """Compile a copy of func under its own name (numba caches by name, not by options)."""
+    copy = pytypes.FunctionType(func.__code__, func.__globals__, func.__name__ + suffix)
+    copy.__qualname__ = func.__qualname__ + suffix
+    return njit(parallel=parallel, nogil=True, cache=True, error_model="numpy")(copy)
+
+
+_forward_serial = _variant(_forward, "_serial", parallel=False)
+_forward_parallel = _variant(_forward, "_parallel", parallel=True)
+
+
+def check_shapes(out: Array, table: Array, *pairs: tuple[Array, Array]) -> None:
+    """Refuse arrays that would make the tiles read or write past an array's end."""
+    width = out.shape[-1]
+    if table.shape[1] != width:
+        raise ValueError(f"table width {table.shape[1]} differs from the output's {width}")
+    for x, packed in pairs:
+        if packed.shape != (width // TILE_COLS, x.shape[-1], TILE_COLS):
+            raise ValueError(f"packed weights {packed.shape} do not fit inputs {x.shape}")
+    if width % TILE_COLS or not out.flags.c_contiguous:
+        raise ValueError(f"outputs need C order and a width that is a multiple of {TILE_COLS}")
+
+
+def forward(*args: Any, rows: int, parallel: bool | None = None) -> None:
+    """Run _forward on arguments already checked by the caller; threads for `rows` >= 16."""
+    global _threads_ok
+    wanted = rows >= PARALLEL_ROWS if parallel is None else parallel
+    threads = numba.get_num_threads() if wanted and _threads_ok else 1
+    if threads > 1:
+        try:
+            _forward_parallel(*args, threads)
+            return
+        except ValueError as error:  # no thread-safe threading layer on this machine
+            if "threading layer" not in str(error):
+                raise
+            _threads_ok = False
+    _forward_serial(*args, 1)
+
+
+def thread_count() -> int:
+    """Return how many threads the compiled kernels use."""
+    return int(numba.get_num_threads())
