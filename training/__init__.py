@@ -1,0 +1,1 @@
+"""Train, continue and export character LSTM models (the only package that uses TensorFlow)."""

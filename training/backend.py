@@ -1,0 +1,12 @@
+"""Import Keras once, quietly: TensorFlow's C++ start-up notes mean nothing to our users."""
+
+from __future__ import annotations
+
+import os
+
+# Must be set before TensorFlow loads; users can still override it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+
+__all__ = ["keras"]
