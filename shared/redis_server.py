@@ -76,9 +76,10 @@ class RedisServer:
                 return
             except redis.ConnectionError:
                 if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                    code = self.process.returncode
+                    raise RuntimeError(f"redis-server exited with {code}") from None
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"redis-server on port {self.port} did not start")
+                    raise TimeoutError(f"redis-server on port {self.port} did not start") from None
                 time.sleep(0.05)
             finally:
                 client.close()

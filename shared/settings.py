@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -15,7 +15,7 @@ CommaList = Annotated[list[str], NoDecode]
 class Settings(BaseSettings):
     """Service configuration, read from `LSTMGEN_*` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="LSTMGEN_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="LSTMGEN_", frozen=True, populate_by_name=True)
 
     # Where things are.
     redis_url: str = "redis://127.0.0.1:6379/0"  # broker and job store
@@ -23,10 +23,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)  # API port
     public_url: str = ""  # base of job URLs; empty means http://{host}:{port}
     model_dir: Path = Path("models")  # folder of named models
+    default_model: str = "default"  # model used when a request names none
     environment: Literal["development", "production"] = "development"
 
     # Who may call.
     api_keys: CommaList = []  # empty: no auth, localhost only
+    api_key: str = ""  # the key the client and CLI send (server side: api_keys)
 
     # Limits on one request.
     max_length: int = Field(100_000, ge=1)  # characters generated per sample
@@ -35,6 +37,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65_536, ge=1024)
     max_queue_depth: int = Field(10_000, ge=1)  # queued jobs before 429
     max_wait_s: float = Field(60.0, gt=0)  # longest `Prefer: wait=N`
+    retry_after_s: int = Field(5, ge=1)  # Retry-After sent with 429 and 503
 
     # Job lifecycle.
     job_time_limit_s: float = Field(600.0, gt=0)  # running longer ends `timed_out`
@@ -44,6 +47,10 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(7200, ge=1)  # broker redelivers unacked jobs after this
     progress_interval_s: float = Field(0.1, gt=0, le=0.2)  # partial output flush period
 
+    # API server (gunicorn).
+    api_processes: int = Field(2, ge=1)  # gunicorn worker processes
+    api_threads: int = Field(32, ge=1)  # threads per process (each SSE stream holds one)
+
     # Workers.
     workers: int = Field(1, ge=1)  # generation worker processes `make run` starts
     worker_models: CommaList = []  # models this worker serves; empty: all in model_dir
@@ -51,17 +58,30 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(2.0, gt=0)
 
     # Webhooks.
-    webhook_secrets: CommaList = []  # whsec_... ; several while rotating
+    webhook_secrets: CommaList = Field(
+        [],
+        validation_alias=AliasChoices("LSTMGEN_WEBHOOK_SECRET", "LSTMGEN_WEBHOOK_SECRETS"),
+    )  # whsec_... ; several (comma-separated) while rotating
     webhook_allow_private: bool = False  # allow loopback/private targets (development only)
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_retry_schedule: CommaList = [
-        "5", "30", "120", "600", "1800", "3600", "7200", "14400", "28800", "43200",
+        "5",
+        "30",
+        "120",
+        "600",
+        "1800",
+        "3600",
+        "7200",
+        "14400",
+        "28800",
+        "43200",
     ]  # seconds before each retry; sums to more than a day
 
     log_format: Literal["json", "text"] = "json"
 
-    @field_validator("api_keys", "worker_models", "webhook_secrets", "webhook_retry_schedule",
-                     mode="before")
+    @field_validator(
+        "api_keys", "worker_models", "webhook_secrets", "webhook_retry_schedule", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,0 +1,50 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api import (
+    compat,
+    deliveries,
+    health_views,
+    jobs_views,
+    metrics,
+    models_views,
+    request_logs,
+    web,
+)
+from api.problems import register_problem_handlers
+from api.services import EXTENSION, Services
+from shared.settings import Settings
+from shared.webhooks import warn_if_private_allowed
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Flask:
+    """Return the API app for these settings."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+    app.extensions[EXTENSION] = Services.build(settings)
+    register_problem_handlers(app, settings.max_body_bytes)
+    request_logs.init_app(app)
+    for blueprint in (jobs_views.bp, deliveries.bp, models_views.bp, compat.bp, health_views.bp):
+        app.register_blueprint(blueprint)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(web.bp)
+    if settings.api_keys:
+        log.info("API keys required (%d configured)", len(settings.api_keys))
+    else:
+        log.warning(
+            "no API keys configured: anyone who can reach %s may call the API, so it "
+            "listens on localhost only",
+            settings.base_url,
+        )
+    warn_if_private_allowed(settings, log)
+    return app

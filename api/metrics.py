@@ -1,0 +1,37 @@
+"""`GET /metrics`: the Prometheus exposition of the whole service, read from Redis."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from api.services import Services, services
+from shared.celery_app import WEBHOOK_QUEUE, generation_queue
+from shared.metrics import RedisCollector
+
+bp = Blueprint("metrics", __name__)
+EXTENSION = "lstmgen.metrics"
+
+
+def _registry() -> CollectorRegistry:
+    # One registry per app, not prometheus_client's global one: the numbers are the whole
+    # service's (from Redis), and one gunicorn worker's process metrics would mislead.
+    registry = current_app.extensions.get(EXTENSION)
+    if registry is None:
+        found = services()
+        client = found.store.client
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(RedisCollector(lambda: client, lambda: _queues(found)))
+        current_app.extensions[EXTENSION] = registry
+    return registry
+
+
+def _queues(found: Services) -> list[str]:
+    # The queues jobs can be sent to from here: one per model this API accepts, and webhooks.
+    return [generation_queue(name) for name in found.model_names()] + [WEBHOOK_QUEUE]
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Return every metric in the Prometheus text format (no API key needed)."""
+    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,162 @@
+"""Accepting a job: validate against the model, store it, enqueue it, optionally wait."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from api.problems import FieldError, Problem, invalid
+from api.services import Services
+from api.validation import check_metadata, validate
+from shared import metrics
+from shared.celery_app import GENERATE_TASK, generation_queue
+from shared.engine import derive_random_seed
+from shared.jobs import CreateOutcome, Job, NewJob, fingerprint, new_job_id
+from shared.model import LSTMModel, UnknownCharactersError
+from shared.webhooks import validate_webhook_url
+
+log = logging.getLogger(__name__)
+
+_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A job after a create call, and whether this call created it."""
+
+    job: Job
+    created: bool
+
+
+def check_seed(model: LSTMModel, seed: str, unknown: str, field: str = "seed") -> None:
+    """Refuse a seed with characters outside the vocabulary (as the policy says)."""
+    try:
+        ids = model.encode(seed or model.defaults.seed, unknown)  # type: ignore[arg-type]
+    except UnknownCharactersError as error:
+        shown = ", ".join(repr(c) for c in error.chars)
+        message = (
+            f"{len(error.chars)} character(s) not in the vocabulary of model {model.name!r}: "
+            f"{shown} (set unknown_chars to 'drop' or 'lowercase' to accept them)"
+        )
+        raise invalid([FieldError(field, message)], unknown_characters=error.chars) from None
+    if not ids:
+        raise invalid([FieldError(field, "no character of the seed is in the vocabulary")])
+
+
+def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str) -> NewJob:
+    """Validate a create request and return the job to store."""
+    request = validate(services.job_request, payload)
+    check_metadata(request.metadata)
+    model = services.load_model(request.model, field="model")
+    check_seed(model, request.seed, request.unknown_chars)
+    if request.webhook is not None:
+        try:
+            validate_webhook_url(request.webhook, services.settings)
+        except ValueError as error:
+            raise invalid([FieldError("webhook", str(error))]) from None
+    length = request.length or model.defaults.length
+    temperature = model.defaults.temperature if request.temperature is None else request.temperature
+    job_input = {
+        "model": request.model,
+        "seed": request.seed,
+        "length": length,
+        "temperature": temperature,
+        "top_k": request.top_k,
+        "top_p": request.top_p,
+        "stop": list(request.stop),
+        "n": request.n,
+        "unknown_chars": request.unknown_chars,
+        "random_seed": request.random_seed,
+    }
+    random_seed = request.random_seed
+    return NewJob(
+        id=job_id,
+        owner=owner,
+        model=request.model,
+        input=job_input,
+        n=request.n,
+        random_seed=derive_random_seed() if random_seed is None else random_seed,
+        total=length * request.n,
+        fingerprint=fingerprint(payload),
+        webhook=request.webhook,
+        webhook_events_filter=tuple(dict.fromkeys(request.webhook_events_filter)),
+        metadata=request.metadata,
+    )
+
+
+def submit(
+    services: Services,
+    owner: str,
+    payload: dict[str, Any],
+    *,
+    job_id: str | None = None,
+    idempotency: str | None = None,
+) -> Submitted:
+    """Create and enqueue a job, or return the one a retried request created."""
+    job = new_job(services, owner, payload, job_id or new_job_id())
+    store = services.store
+    outcome, found_id = store.create(
+        job, idempotency=idempotency, max_queue_depth=services.settings.max_queue_depth
+    )
+    if outcome is CreateOutcome.FULL:
+        retry = str(services.settings.retry_after_s)
+        detail = f"more than {services.settings.max_queue_depth} jobs are queued; retry later"
+        raise Problem(
+            429, "Too many queued jobs", detail, "queue-full", headers={"Retry-After": retry}
+        )
+    if outcome is not CreateOutcome.CREATED:
+        return Submitted(_existing(services, owner, found_id, job, outcome), created=False)
+    _enqueue(services, job)
+    created = store.get(job.id)
+    if created is None:  # retention shorter than a request: nothing sensible to show
+        raise Problem(500, "Job vanished", "the job expired as it was created", "internal")
+    return Submitted(created, created=True)
+
+
+def _existing(
+    services: Services, owner: str, job_id: str, job: NewJob, outcome: CreateOutcome
+) -> Job:
+    existing = services.store.get(job_id)
+    if existing is None or existing.owner != owner:
+        detail = f"job id {job_id!r} is already in use"
+        raise Problem(409, "Conflict", detail, "id-in-use", [FieldError("id", detail)])
+    if services.store.fingerprint_of(job_id) != job.fingerprint:
+        if outcome is CreateOutcome.EXISTING:
+            message = "was used before with a different request body"
+            raise invalid([FieldError("Idempotency-Key", message)])
+        detail = f"job {job_id!r} exists with a different request body"
+        raise Problem(409, "Conflict", detail, "id-in-use", [FieldError("id", detail)])
+    return existing
+
+
+def _enqueue(services: Services, job: NewJob) -> None:
+    try:
+        services.celery.send_task(GENERATE_TASK, args=[job.id], queue=generation_queue(job.model))
+    except Exception:
+        log.exception("could not enqueue job %s", job.id, extra={"job_id": job.id})
+        services.store.abandon(job.id, job.n, "enqueue_failed", "the job could not be enqueued")
+        raise
+    metrics.record_status(services.store.client, "queued")
+
+
+def requested_wait(prefer: str | None, max_wait_s: float) -> float | None:
+    """Return the seconds asked for with `Prefer: wait=N`, capped, or None."""
+    if not prefer:
+        return None
+    match = _WAIT.search(prefer)
+    return None if match is None else min(float(match.group(1)), max_wait_s)
+
+
+def wait_until_final(services: Services, job_id: str, seconds: float) -> None:
+    """Block until the job has ended or `seconds` pass, following its event stream."""
+    deadline = time.monotonic() + seconds
+    last = "0-0"
+    while (remaining := deadline - time.monotonic()) > 0:
+        block_ms = max(1, int(min(remaining, 10.0) * 1000))
+        for event in services.store.read_events(job_id, last, block_ms=block_ms):
+            last = event.id
+            if event.event == "done":
+                return

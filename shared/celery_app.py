@@ -1,0 +1,59 @@
+"""The Celery application: broker settings, task names and queue names.
+
+The API enqueues by task name (it never imports `worker/`); workers register the tasks.
+Job state lives in our own records (`shared.jobs`), so no result backend is used.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.settings import Settings
+
+GENERATE_TASK = "lstmgen.generate"
+WEBHOOK_TASK = "lstmgen.deliver_webhook"
+WEBHOOK_QUEUE = "lstmgen.webhooks"
+GENERATION_QUEUE_PREFIX = "lstmgen.gen."
+
+
+def generation_queue(model: str) -> str:
+    """Return the queue of the generation jobs for a model."""
+    return GENERATION_QUEUE_PREFIX + model
+
+
+def make_celery(settings: Settings) -> Celery:
+    """Return a Celery app that talks to the settings' Redis, with reliable delivery."""
+    app = Celery("lstmgen", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        result_backend=None,
+        task_ignore_result=True,
+        # A job is acknowledged only once its final state is recorded, and requeued if the
+        # worker process dies; the attempt counter in the job record caps redeliveries.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # kombu sweeps for messages of dead workers only every interval * throttle
+            # seconds (100 s by default); sweep at least every tenth of the timeout instead.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 10)),
+            "unacked_restore_throttle": 1,
+        },
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=generation_queue("default"),
+        broker_connection_retry_on_startup=True,
+        # Tasks survive a broker restart: their records are guarded by compare-and-set.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Fail fast when Redis is down so the API can answer 503 instead of hanging.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0.1,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        worker_hijack_root_logger=False,
+        worker_pool="threads",
+        worker_concurrency=settings.worker_slots,
+    )
+    return app

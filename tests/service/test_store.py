@@ -1,0 +1,201 @@
+"""The job store against a real Redis: compare-and-set transitions, TTLs, indexes, events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from shared.jobs import (
+    QUEUED_KEY,
+    ClaimOutcome,
+    CreateOutcome,
+    Final,
+    FlushOutcome,
+    JobError,
+    JobStatus,
+    JobStore,
+    JobTTLs,
+    NewJob,
+    Progress,
+    events_key,
+    job_key,
+    new_job_id,
+    output_key,
+    serialize_job,
+)
+from shared.settings import Settings
+
+SETTINGS = Settings(max_attempts=2, queue_ttl_s=3600, retention_s=600)
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> JobStore:
+    """Return a store over the flushed session Redis."""
+    return JobStore(redis_client, JobTTLs.from_settings(SETTINGS))
+
+
+def new_job(owner: str = "alice", n: int = 1, job_id: str | None = None) -> NewJob:
+    """Return a job as the API would store it."""
+    spec = {"model": "tiny", "seed": "a", "length": 10, "n": n}
+    return NewJob(job_id or new_job_id(), owner, "tiny", spec, n, 42, 10 * n, "fp-" + owner)
+
+
+def create(store: JobStore, job: NewJob, depth: int = 100) -> str:
+    """Store a job and return its id."""
+    outcome, job_id = store.create(job, idempotency=None, max_queue_depth=depth)
+    assert outcome is CreateOutcome.CREATED
+    return job_id
+
+
+def events(store: JobStore, job_id: str) -> list[tuple[str, dict[str, object]]]:
+    """Return a job's events as (type, data)."""
+    return [(e.event, json.loads(e.data)) for e in store.read_events(job_id)]
+
+
+def test_create_queues_the_job_with_an_event_and_a_ttl(store: JobStore) -> None:
+    job_id = create(store, new_job())
+    job = store.get(job_id)
+    assert job is not None and job.status is JobStatus.QUEUED
+    assert job.outputs == ("",) and job.total == 10 and job.attempts == 0
+    assert store.queue_depth() == 1
+    assert events(store, job_id) == [("status", {"status": "queued"})]
+    ttl = store.client.ttl(job_key(job_id))
+    assert 0 < ttl <= store.ttls.active_s
+    assert job.expires_at == pytest.approx(job.created_at + store.ttls.active_s, abs=1)
+
+
+def test_idempotency_key_returns_the_first_job(store: JobStore) -> None:
+    first = store.create(new_job(), idempotency="key-1", max_queue_depth=10)
+    again = store.create(new_job(), idempotency="key-1", max_queue_depth=10)
+    other_owner = store.create(new_job("bob"), idempotency="key-1", max_queue_depth=10)
+    assert first[0] is CreateOutcome.CREATED
+    assert again == (CreateOutcome.EXISTING, first[1])
+    assert other_owner[0] is CreateOutcome.CREATED and other_owner[1] != first[1]
+
+
+def test_a_client_id_is_created_once_and_the_queue_has_a_limit(store: JobStore) -> None:
+    assert create(store, new_job(job_id="mine-1"), depth=2) == "mine-1"
+    assert store.create(new_job(job_id="mine-1"), idempotency=None, max_queue_depth=2) == (
+        CreateOutcome.EXISTS,
+        "mine-1",
+    )
+    create(store, new_job(), depth=2)
+    outcome, _ = store.create(new_job(), idempotency=None, max_queue_depth=2)
+    assert outcome is CreateOutcome.FULL
+    assert store.queue_depth() == 2
+
+
+def test_claim_flush_finish_records_output_once(store: JobStore) -> None:
+    job_id = create(store, new_job(n=2))
+    claim = store.claim(job_id, "w1", SETTINGS)
+    assert claim.outcome is ClaimOutcome.CLAIMED and claim.attempt == 1 and claim.stored == (0, 0)
+    assert store.queue_depth() == 0
+    assert store.flush([Progress(job_id, 1, 3, ("abc", "x"))]) == [FlushOutcome.OK]
+    final = Final(Progress(job_id, 1, 6, ("d", "yz")), JobStatus.SUCCEEDED, ("length", "stop"))
+    assert store.finish([final]) == [True]
+    assert store.finish([final]) == [False]  # a second result is refused
+    assert store.flush([Progress(job_id, 1, 9, ("late", ""))]) == [FlushOutcome.GONE]
+    job = store.get(job_id)
+    assert job is not None and job.status is JobStatus.SUCCEEDED
+    assert job.outputs == ("abcd", "xyz") and job.done == 6
+    assert job.finish_reasons == ("length", "stop")
+    body = serialize_job(job, "http://h")
+    assert body["output"] == ["abcd", "xyz"] and body["finish_reason"] == ["length", "stop"]
+    assert body["urls"]["cancel"] == f"http://h/v1/jobs/{job_id}/cancel"
+    types = [event for event, _ in events(store, job_id)]
+    assert types == ["status", "status", "output", "output", "output", "output", "status", "done"]
+    assert store.claim(job_id, "w2", SETTINGS).final_status is JobStatus.SUCCEEDED
+
+
+def test_final_state_starts_retention_on_every_key(store: JobStore) -> None:
+    job_id = create(store, new_job())
+    store.claim(job_id, "w1", SETTINGS)
+    store.finish([Final(Progress(job_id, 1, 2, ("hi",)), JobStatus.SUCCEEDED, ("length",))])
+    for key in (job_key(job_id), events_key(job_id), output_key(job_id, 0)):
+        assert 0 < store.client.ttl(key) <= SETTINGS.retention_s
+    job = store.get(job_id)
+    assert job is not None and job.completed_at is not None and job.expires_at is not None
+    assert job.expires_at == pytest.approx(job.completed_at + SETTINGS.retention_s)
+
+
+def test_a_redelivered_job_supersedes_the_old_attempt(store: JobStore) -> None:
+    job_id = create(store, new_job())
+    store.claim(job_id, "w1", SETTINGS)
+    store.flush([Progress(job_id, 1, 4, ("abcd",))])
+    second = store.claim(job_id, "w2", SETTINGS)
+    assert second.attempt == 2 and second.stored == (4,)
+    assert store.flush([Progress(job_id, 1, 5, ("e",))]) == [FlushOutcome.GONE]
+    assert store.flush([Progress(job_id, 2, 5, ("e",))]) == [FlushOutcome.OK]
+    # The attempt cap: a job whose worker died max_attempts times fails instead of looping.
+    third = store.claim(job_id, "w3", SETTINGS)
+    assert third.outcome is ClaimOutcome.FAILED
+    job = store.get(job_id)
+    assert job is not None and job.status is JobStatus.FAILED and job.outputs == ("abcde",)
+    assert job.error == JobError("worker_lost", "worker lost 2 times while running this job")
+
+
+def test_cancel_queued_is_final_and_running_is_cooperative(store: JobStore) -> None:
+    queued = create(store, new_job())
+    assert store.cancel(queued, 1) == "canceled"
+    assert store.claim(queued, "w1", SETTINGS).final_status is JobStatus.CANCELED
+    assert store.queue_depth() == 0
+    running = create(store, new_job())
+    store.claim(running, "w1", SETTINGS)
+    assert store.cancel(running, 1) == "requested"
+    assert store.flush([Progress(running, 1, 2, ("ab",))]) == [FlushOutcome.CANCEL]
+    store.finish([Final(Progress(running, 1, 3, ("c",)), JobStatus.CANCELED)])
+    job = store.get(running)
+    assert job is not None and job.status is JobStatus.CANCELED and job.outputs == ("abc",)
+    assert store.cancel(running, 1) == "canceled"
+    assert store.cancel("no-such-job", 1) == "missing"
+
+
+def test_expiry_by_claim_and_by_sweep(store: JobStore) -> None:
+    impatient = Settings(queue_ttl_s=0.001)
+    first, second = create(store, new_job()), create(store, new_job())
+    store.client.hset(job_key(first), "queued_at", "0")
+    assert store.claim(first, "w1", impatient).outcome is ClaimOutcome.EXPIRED
+    store.client.zadd(QUEUED_KEY, {second: 0})
+    store.client.hset(job_key(second), "queued_at", "0")
+    assert store.expire_stale(impatient.queue_ttl_s) == [second]
+    for job_id in (first, second):
+        job = store.get(job_id)
+        assert job is not None and job.status is JobStatus.EXPIRED
+        assert job.error is not None and job.error.type == "expired"
+    assert store.queue_depth() == 0
+
+
+def test_release_puts_the_job_back_uncounted(store: JobStore) -> None:
+    job_id = create(store, new_job())
+    store.claim(job_id, "w1", SETTINGS)
+    assert store.release(job_id, 1, 1)
+    job = store.get(job_id)
+    assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 0
+    assert store.queue_depth() == 1
+    assert store.claim(job_id, "w2", SETTINGS).attempt == 1
+
+
+def test_listing_pages_newest_first_with_a_status_filter(store: JobStore) -> None:
+    ids = [create(store, new_job()) for _ in range(7)]
+    create(store, new_job("bob"))
+    store.cancel(ids[2], 1)
+    page, cursor = store.list_jobs("alice", limit=3)
+    seen = [job.id for job in page]
+    while cursor is not None:
+        page, cursor = store.list_jobs("alice", limit=3, before=cursor)
+        seen += [job.id for job in page]
+    assert seen == ids[::-1]
+    canceled, _ = store.list_jobs("alice", statuses=[JobStatus.CANCELED])
+    assert [job.id for job in canceled] == [ids[2]]
+    store.client.delete(job_key(ids[0]))  # expired records drop out of the index
+    assert ids[0] not in [job.id for job in store.list_jobs("alice", limit=50)[0]]
+
+
+def test_abandon_fails_a_job_that_could_not_be_enqueued(store: JobStore) -> None:
+    job_id = create(store, new_job())
+    assert store.abandon(job_id, 1, "enqueue_failed", "broker down")
+    job = store.get(job_id)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert not store.abandon(job_id, 1, "enqueue_failed", "again")

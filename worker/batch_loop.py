@@ -1,0 +1,394 @@
+"""Continuous batching: one thread per model steps every job of this process together.
+
+Jobs join the running batch at the next step and leave when they finish, are canceled or time
+out. Partial output and progress reach Redis at least every `progress_interval_s` in one script
+call, which also carries the cancel flags back; a writer thread makes that call while the batch
+keeps stepping.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import cast
+
+import redis
+
+from shared import metrics
+from shared.engine import Batch, Finished, FinishReason, SamplingParams
+from shared.jobs import Final, FlushOutcome, JobError, JobStatus, JobStore, Progress
+from shared.model import LSTMModel, UnknownChars
+from worker.hooks import OUTPUT_INTERVAL_S, JobEventType, on_job_event
+
+log = logging.getLogger(__name__)
+
+RELEASED = "released"  # the job went back to the queue (the worker is shutting down)
+GONE = "gone"  # the job is no longer this worker's (ended elsewhere, redelivered, deleted)
+Key = tuple[str, int]  # (job id, sample index)
+Ending = tuple["ActiveJob", JobStatus, JobError | None]  # a job, how it ended, and why
+
+
+@dataclass(eq=False)
+class ActiveJob:
+    """A claimed job in a model loop, and how much of its output Redis already has."""
+
+    job_id: str
+    model: str
+    attempt: int
+    seed: str
+    unknown: UnknownChars
+    params: SamplingParams
+    random_seed: int
+    stored: list[int]  # characters of each sample already written
+    time_limit_s: float
+    created_at: float  # Unix time the job was submitted
+    notify_output: bool  # emit throttled `output` events
+    started: float = field(default_factory=time.monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: str = ""  # the final status, RELEASED or GONE, once `done` is set
+    in_batch: bool = False
+    finished: dict[int, Finished] = field(default_factory=dict)
+    last_output_event: float = 0.0
+
+    @property
+    def n(self) -> int:
+        """Return the number of samples."""
+        return len(self.stored)
+
+    def keys(self) -> list[Key]:
+        """Return the batch keys of the samples."""
+        return [(self.job_id, index) for index in range(self.n)]
+
+    def end(self, outcome: str) -> None:
+        """Tell the waiting task thread how the job ended."""
+        self.outcome = outcome
+        self.done.set()
+
+
+@dataclass
+class _Write:
+    """A progress flush in flight, with the texts it was built from."""
+
+    jobs: list[ActiveJob]
+    texts: list[list[str]]
+    updates: list[Progress]
+    result: Future[list[FlushOutcome]]
+
+
+class ModelLoop:
+    """The batch of one model in this process, stepped by its own thread."""
+
+    def __init__(
+        self,
+        name: str,
+        load: Callable[[], LSTMModel],
+        store: JobStore,
+        *,
+        capacity: int,
+        flush_interval_s: float,
+    ) -> None:
+        self.name = name
+        self._load = load
+        self._store = store
+        self._capacity = capacity
+        self._interval = flush_interval_s
+        self._inbox: queue.SimpleQueue[ActiveJob] = queue.SimpleQueue()
+        self._waiting: deque[ActiveJob] = deque()
+        self._jobs: dict[str, ActiveJob] = {}
+        self._unrecorded: list[tuple[ActiveJob, Final]] = []
+        self._batch: Batch | None = None
+        self._model: LSTMModel | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"batch-{name}", daemon=True)
+        self.ready = threading.Event()
+        self.load_error: str | None = None
+        self.peak = 0  # the most sequences stepped together (read by the heartbeat)
+        # A flush mostly waits for Redis: this thread makes the call while the batch steps.
+        # One write at a time, and every job ending waits for it, so writes stay in order.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"flush-{name}")
+        self._in_flight: _Write | None = None
+
+    def start(self) -> None:
+        """Start the loop thread (it loads the model first)."""
+        self._thread.start()
+
+    def submit(self, job: ActiveJob) -> None:
+        """Hand a claimed job to the loop; it joins the batch at the next step."""
+        self._inbox.put(job)
+
+    def size(self) -> int:
+        """Return how many sequences the batch holds now."""
+        batch = self._batch
+        return 0 if batch is None else len(batch)
+
+    def alive(self) -> bool:
+        """Return whether the loop thread runs."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Put every job back in the queue and stop the thread."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self._model = self._load()
+            _warm_up(self._model)
+            self._batch = Batch(self._model, capacity=self._capacity)
+        except Exception as error:
+            self.load_error = f"model {self.name!r} could not be loaded: {error}"
+            log.exception("model %s could not be loaded", self.name)
+        self.ready.set()
+        next_flush = time.monotonic() + self._interval
+        while not self._stopping.is_set():
+            self._admit()
+            self._step()
+            self._settle(wait=False)
+            now = time.monotonic()
+            if now >= next_flush and self._in_flight is None:
+                self._flush(now)
+                next_flush = now + self._interval
+        self._release_all()
+        self._writer.shutdown()
+
+    def _admit(self) -> None:
+        """Move new jobs into the batch while there is room."""
+        idle = self._batch is None or len(self._batch) == 0
+        try:
+            job = self._inbox.get(timeout=self._interval) if idle else self._inbox.get_nowait()
+            while True:
+                self._waiting.append(job)
+                job = self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+        while self._waiting and self._has_room(self._waiting[0]):
+            self._join(self._waiting.popleft())
+
+    def _has_room(self, job: ActiveJob) -> bool:
+        if self._batch is None or job.n > self._capacity:
+            return True  # _join fails it
+        return len(self._batch) + job.n <= self._capacity
+
+    def _join(self, job: ActiveJob) -> None:
+        previous = self._jobs.pop(job.job_id, None)
+        if previous is not None:  # a redelivery reached this same process: the new attempt wins
+            self._leave(previous)
+            previous.end(GONE)
+        self._jobs[job.job_id] = job
+        if self._batch is None or self._model is None:
+            self._fail(job, JobError("model_error", self.load_error or "model unavailable"))
+            return
+        if job.n > self._capacity:
+            message = f"{job.n} samples exceed the worker's batch of {self._capacity}"
+            self._fail(job, JobError("invalid_input", message))
+            return
+        try:
+            ids = self._model.encode(job.seed or self._model.defaults.seed, job.unknown)
+            if not ids:
+                raise ValueError("the seed has no character the model knows")
+            for index, key in enumerate(job.keys()):
+                self._batch.add(key, ids, job.params, job.random_seed, index)
+                job.in_batch = True
+        except (ValueError, KeyError) as error:
+            self._fail(job, JobError("invalid_input", str(error)))
+            return
+        log.debug(
+            "job joined the batch of %s (%d sequences)",
+            self.name,
+            len(self._batch),
+            extra={"job_id": job.job_id},
+        )
+
+    def _step(self) -> None:
+        batch = self._batch
+        if batch is None or len(batch) == 0:
+            return
+        self.peak = max(self.peak, len(batch))
+        try:
+            finished = batch.step()
+        except Exception:
+            log.exception("batch step of %s failed; failing its jobs", self.name)
+            for job in list(self._jobs.values()):
+                if job.in_batch:
+                    self._fail(job, JobError("internal", "the generation step failed"))
+            return
+        completed: list[ActiveJob] = []
+        for item in finished:
+            job_id, index = cast(Key, item.key)
+            owner = self._jobs.get(job_id)
+            if owner is not None:
+                owner.finished[index] = item
+                if len(owner.finished) == owner.n:
+                    completed.append(owner)
+        if completed:
+            self._end_many([(job, JobStatus.SUCCEEDED, None) for job in completed])
+
+    def _texts(self, job: ActiveJob, *, remove: bool = False) -> list[str]:
+        """Return each sample's text so far (taking the samples out of the batch if asked)."""
+        texts = []
+        for index, key in enumerate(job.keys()):
+            if index in job.finished:
+                texts.append(job.finished[index].text)
+            elif self._batch is not None and key in self._batch:
+                texts.append(self._batch.remove(key) if remove else self._batch.text(key))
+            else:
+                texts.append("")
+        return texts
+
+    def _leave(self, job: ActiveJob) -> list[str]:
+        texts = self._texts(job, remove=True)
+        job.in_batch = False
+        return texts
+
+    def _done(self, job: ActiveJob) -> int:
+        total = 0
+        for index, key in enumerate(job.keys()):
+            item = job.finished.get(index)
+            if item is not None:
+                stopped = item.reason is FinishReason.STOP
+                total += len(item.text) if stopped else job.params.length
+            elif self._batch is not None and key in self._batch:
+                total += self._batch.progress(key)
+        return total
+
+    def _progress(self, job: ActiveJob, texts: list[str], done: int) -> Progress:
+        chunks = tuple(text[stored:] for text, stored in zip(texts, job.stored, strict=True))
+        return Progress(job.job_id, job.attempt, done, chunks)
+
+    def _fail(self, job: ActiveJob, error: JobError) -> None:
+        log.warning("job failed: %s", error.message, extra={"job_id": job.job_id})
+        self._end_many([(job, JobStatus.FAILED, error)])
+
+    def _end_many(self, endings: list[Ending]) -> None:
+        """Take jobs out of the batch and record how they ended."""
+        self._settle(wait=True)  # the final output starts where the flushed output ends
+        for job, status, error in endings:
+            if self._jobs.get(job.job_id) is not job:
+                continue  # that flush's answer ended it already (canceled or gone)
+            done = self._done(job)  # before the samples leave the batch
+            update = self._progress(job, self._leave(job), done)
+            reasons: tuple[str, ...] = ()
+            if status is JobStatus.SUCCEEDED:
+                reasons = tuple(job.finished[i].reason.value for i in range(job.n))
+            self._jobs.pop(job.job_id, None)
+            self._unrecorded.append((job, Final(update, status, reasons, error)))
+        self._record_endings()
+
+    def _record_endings(self) -> None:
+        if not self._unrecorded:
+            return
+        try:
+            results = self._store.finish([final for _, final in self._unrecorded])
+        except redis.RedisError as error:
+            log.warning(
+                "could not record %d finished jobs, will retry: %s", len(self._unrecorded), error
+            )
+            return
+        endings, self._unrecorded = self._unrecorded, []
+        for (job, final), recorded in zip(endings, results, strict=True):
+            if recorded:
+                self._after_end(job, final)
+            job.end(final.status.value if recorded else GONE)
+
+    def _after_end(self, job: ActiveJob, final: Final) -> None:
+        generation_s = time.monotonic() - job.started
+        metrics.record_finished(
+            self._store.client,
+            model=job.model,
+            status=final.status.value,
+            chars=final.update.done,
+            generation_s=generation_s,
+            total_s=time.time() - job.created_at,
+        )
+        on_job_event(self._store, job.job_id, JobEventType.COMPLETED)
+
+    def _flush(self, now: float) -> None:
+        """End the jobs past their time limit, then start writing the new output of the rest."""
+        self._record_endings()
+        timed_out = [job for job in self._jobs.values() if now - job.started > job.time_limit_s]
+        if timed_out:
+            self._end_many([(job, JobStatus.TIMED_OUT, _time_limit(job)) for job in timed_out])
+        jobs = list(self._jobs.values())
+        if not jobs:
+            return
+        texts = [self._texts(job) for job in jobs]
+        updates = [
+            self._progress(job, job_texts, self._done(job))
+            for job, job_texts in zip(jobs, texts, strict=True)
+        ]
+        result = self._writer.submit(self._store.flush, updates)
+        self._in_flight = _Write(jobs, texts, updates, result)
+
+    def _settle(self, *, wait: bool) -> None:
+        """Take in the answer to the flush in flight (waiting for it if asked): cancels, gone."""
+        write = self._in_flight
+        if write is None or not (wait or write.result.done()):
+            return
+        self._in_flight = None
+        try:
+            results = write.result.result()
+        except redis.RedisError as error:
+            log.warning("progress flush failed, will retry: %s", error)
+            return
+        now = time.monotonic()
+        canceled: list[Ending] = []
+        for job, job_texts, update, result in zip(
+            write.jobs, write.texts, write.updates, results, strict=True
+        ):
+            if self._jobs.get(job.job_id) is not job:
+                continue  # a redelivery of it replaced it meanwhile
+            job.stored = [max(s, len(t)) for s, t in zip(job.stored, job_texts, strict=True)]
+            if result is FlushOutcome.CANCEL:
+                canceled.append((job, JobStatus.CANCELED, None))
+            elif result is FlushOutcome.GONE:
+                self._leave(job)
+                self._jobs.pop(job.job_id, None)
+                job.end(GONE)
+            elif any(update.chunks) and job.notify_output:
+                self._output_event(job, now)
+        if canceled:
+            self._end_many(canceled)
+
+    def _output_event(self, job: ActiveJob, now: float) -> None:
+        if now - job.last_output_event >= OUTPUT_INTERVAL_S:
+            job.last_output_event = now
+            on_job_event(self._store, job.job_id, JobEventType.OUTPUT)
+
+    def _release_all(self) -> None:
+        """Put every job of this loop back in the queue (the worker is shutting down)."""
+        self._settle(wait=True)
+        self._record_endings()
+        while True:
+            try:
+                self._waiting.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        for job in [*self._jobs.values(), *self._waiting]:
+            self._leave(job)
+            try:
+                self._store.release(job.job_id, job.attempt, job.n)
+            except redis.RedisError as error:
+                log.warning("could not release job: %s", error, extra={"job_id": job.job_id})
+            job.end(RELEASED)
+        self._jobs.clear()
+        self._waiting.clear()
+
+
+def _time_limit(job: ActiveJob) -> JobError:
+    return JobError("time_limit", f"ran longer than the {job.time_limit_s:g} s limit")
+
+
+def _warm_up(model: LSTMModel) -> None:
+    """Run one throwaway step so compiled kernels are ready before the first job."""
+    batch = Batch(model, capacity=1)
+    batch.add(
+        "warm-up", model.encode(model.defaults.seed, "drop") or [0], SamplingParams(length=1), 0
+    )
+    batch.step()

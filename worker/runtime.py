@@ -1,0 +1,180 @@
+"""The per-process generation runtime: model loops, claiming jobs, heartbeats."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+
+from shared import metrics
+from shared.engine import SamplingParams
+from shared.jobs import Claim, ClaimOutcome, Job, JobStatus, JobStore
+from shared.logs import bind_job
+from shared.registry import ModelRegistry
+from shared.settings import Settings
+from worker.batch_loop import GONE, RELEASED, ActiveJob, ModelLoop
+from worker.hooks import JobEventType, on_job_event
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_MISSES = 3  # a worker silent for this many periods counts as down
+
+
+class Runtime:
+    """Everything one generation worker process holds: its model loops and its heartbeat."""
+
+    def __init__(self, settings: Settings, store: JobStore, models: ModelRegistry) -> None:
+        self.settings = settings
+        self.store = store
+        self.models = models
+        self.worker_id = "unstarted"
+        self._loops: dict[str, ModelLoop] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def start(self, worker_id: str, models: list[str]) -> None:
+        """Load the served models, then announce the worker with a heartbeat."""
+        self.worker_id = worker_id
+        loops = [self.loop_for(name) for name in models]
+        for loop in loops:
+            loop.ready.wait()
+        self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._heartbeat.start()
+        log.info("worker %s serves %s", worker_id, ", ".join(models) or "no model")
+
+    def begin_shutdown(self) -> None:
+        """Stop taking jobs: the loops hand theirs back to the queue (safe in a signal handler)."""
+        self._stopping.set()
+        for loop in list(self._loops.values()):
+            threading.Thread(target=loop.stop, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop every loop and withdraw the heartbeat."""
+        self._stopping.set()
+        for loop in list(self._loops.values()):
+            loop.stop()
+        with contextlib.suppress(redis.RedisError):  # else the heartbeat key just expires
+            self.store.client.delete(metrics.WORKER_PREFIX + self.worker_id)
+
+    def loop_for(self, model: str) -> ModelLoop:
+        """Return the running loop of a model, starting it (and loading the model) once."""
+        with self._lock:
+            loop = self._loops.get(model)
+            if loop is None or (not loop.alive() and not self._stopping.is_set()):
+                loop = ModelLoop(
+                    model,
+                    lambda: self.models.get(model),
+                    self.store,
+                    capacity=self.settings.worker_slots * self.settings.max_n,
+                    flush_interval_s=self.settings.progress_interval_s,
+                )
+                loop.start()
+                self._loops[model] = loop
+            return loop
+
+    def run(self, job_id: str) -> str:
+        """Run one job to its end in this process's batch; return how it ended."""
+        with bind_job(job_id):
+            if self._stopping.is_set():
+                return RELEASED  # never claimed: the message goes back to the queue
+            claim = self.store.claim(job_id, self.worker_id, self.settings)
+            if claim.outcome is not ClaimOutcome.CLAIMED:
+                return self._not_run(job_id, claim)
+            job = self.store.get(job_id)
+            if job is None:
+                return GONE
+            on_job_event(self.store, job_id, JobEventType.START)
+            active = self._active(job, claim)
+            loop = self.loop_for(job.model)
+            loop.submit(active)
+            while not active.done.wait(1.0):
+                if not loop.alive() and not active.done.is_set():
+                    log.error("the batch loop of %s died", job.model)
+                    return GONE  # the attempt cap ends the job if this repeats
+            log.info("job ended %s", active.outcome)
+            return active.outcome
+
+    def _active(self, job: Job, claim: Claim) -> ActiveJob:
+        spec: dict[str, Any] = job.input
+        params = SamplingParams(
+            length=spec["length"],
+            temperature=spec["temperature"],
+            top_k=spec["top_k"],
+            top_p=spec["top_p"],
+            stop=tuple(spec["stop"]),
+        )
+        return ActiveJob(
+            job_id=job.id,
+            model=job.model,
+            attempt=claim.attempt,
+            seed=spec["seed"],
+            unknown=spec["unknown_chars"],
+            params=params,
+            random_seed=job.random_seed,
+            stored=list(claim.stored),
+            time_limit_s=self.settings.job_time_limit_s,
+            created_at=job.created_at,
+            notify_output="output" in job.webhook_events_filter and job.webhook is not None,
+        )
+
+    def _not_run(self, job_id: str, claim: Claim) -> str:
+        """Report a job the claim ended (expired, failed, canceled) or found already ended."""
+        log.info("job not run: %s", claim.final_status or claim.outcome.value)
+        if claim.outcome is ClaimOutcome.FINAL:
+            job = self.store.get(job_id)
+            # A job canceled while queued ends in the API; its completed event is sent here.
+            if job is None or job.status is not JobStatus.CANCELED or job.started_at is not None:
+                return claim.outcome.value
+        elif claim.outcome is ClaimOutcome.MISSING:
+            return claim.outcome.value
+        job = self.store.get(job_id)
+        if job is not None and claim.outcome is not ClaimOutcome.FINAL:
+            metrics.record_finished(
+                self.store.client,
+                model=job.model,
+                status=job.status.value,
+                chars=job.done,
+                generation_s=None,
+                total_s=time.time() - job.created_at,
+            )
+        on_job_event(self.store, job_id, JobEventType.COMPLETED)
+        return claim.outcome.value
+
+    def batches(self) -> dict[str, dict[str, int]]:
+        """Return each model's batch size now and the largest it has been."""
+        loops = list(self._loops.items())
+        return {name: {"size": loop.size(), "peak": loop.peak} for name, loop in loops}
+
+    def _beat(self) -> None:
+        """Refresh the heartbeat and expire stale queued jobs until the worker stops."""
+        period = self.settings.worker_heartbeat_s
+        while not self._stopping.is_set():
+            metrics.heartbeat(
+                self.store.client, self.worker_id, period * HEARTBEAT_MISSES, self.batches()
+            )
+            try:
+                self._expire_stale()
+            except redis.RedisError as error:
+                log.warning("could not expire stale jobs: %s", error)
+            self._stopping.wait(period)
+
+    def _expire_stale(self) -> None:
+        for job_id in self.store.expire_stale(self.settings.queue_ttl_s):
+            with bind_job(job_id):
+                log.info("job expired after %g s in the queue", self.settings.queue_ttl_s)
+                job = self.store.get(job_id)
+                if job is not None:
+                    metrics.record_finished(
+                        self.store.client,
+                        model=job.model,
+                        status=job.status.value,
+                        chars=0,
+                        generation_s=None,
+                        total_s=time.time() - job.created_at,
+                    )
+                on_job_event(self.store, job_id, JobEventType.COMPLETED)

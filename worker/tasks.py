@@ -1,0 +1,24 @@
+"""Celery tasks of the generation worker: thin wrappers around the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from celery import Celery
+from celery.exceptions import Reject
+
+from shared.celery_app import GENERATE_TASK
+from worker.batch_loop import RELEASED
+from worker.runtime import Runtime
+
+
+def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
+    """Register the generation task on the app."""
+
+    @app.task(name=GENERATE_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+    def generate(job_id: str) -> str:
+        """Run a job to its end; the message is acknowledged only after that (acks_late)."""
+        outcome = runtime().run(job_id)
+        if outcome == RELEASED:
+            raise Reject("worker shutting down", requeue=True)
+        return outcome
