@@ -3,9 +3,11 @@
 BLAS libraries pick different code paths for a row depending on the batch size and the row's
 position in it (OpenBLAS rounds the same row differently at different positions), so a
 sequence would come out differently alone and in a batch. These kernels sum every dot product
-in one fixed order (start value, then k = 0, 1, ...) with a separate multiply and add (no
-fused multiply-add contraction, which the compiler could apply to some code paths only), so
-a row's bits never depend on its neighbours, on the batch size or on the thread count.
+in one fixed order (start value, then acc = acc + x * w for k = 0, 1, ...), so a row's bits
+never depend on its neighbours, on the batch size or on the thread count. Every product goes
+through one of two generated tiles (4 rows, or 1 row), both of which fuse each multiply-add
+(fused where the CPU has FMA); nothing else is allowed to fuse, so the cell's arithmetic is
+the same in its vectorised and its scalar iterations.
 
 Speed comes from the layout rather than from BLAS: weights are packed once into panels of 16
 columns read in order, the products run in register tiles of 4 rows x 16 columns, the cell
@@ -42,7 +44,7 @@ TILE_COLS = 16  # output widths must be multiples of this (the engine pads its w
 
 _ROWS = 4  # rows that share each loaded weight
 _COLS = 128  # output columns handled together before moving to the next rows
-_DEPTH = 128  # inner-product terms per pass, so a block of weights stays in cache
+_DEPTH = 256  # inner-product terms per pass over a tile
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 _F2 = np.float32(2.0)
@@ -109,7 +111,10 @@ def _tile_source(rows: int) -> str:
 def _compile_tile(rows: int) -> Any:
     # Defined in this module, under this file's name, so numba can cache it like the others.
     exec(compile(_tile_source(rows), __file__, "exec"), globals())
-    return _jit(globals()[f"_tile_{rows}"])
+    # "contract" lets each acc + x * w become one fused multiply-add: a fifth faster, and the
+    # same rounding in both tiles, since each product feeds exactly one add in both.
+    fused = njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+    return fused(globals()[f"_tile_{rows}"])
 
 
 _U = np.uint64
@@ -168,11 +173,12 @@ def _add_products(x, w, out, r0, rows, c0, c1):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", error_model="numpy")
-def _tile(table, ids, x, wx, h, wh, out, tile, col_tiles):  # type: ignore[no-untyped-def]
+def _tile(table, ids, x, wx, h, wh, out, tile, row_tiles):  # type: ignore[no-untyped-def]
     """out[rows, cols] = table[ids] + x @ wx + h @ wh for one tile of rows and columns."""
-    r0 = (tile // col_tiles) * _ROWS
+    # Rows vary fastest, so one block of columns of the weights stays in cache for all rows.
+    r0 = (tile % row_tiles) * _ROWS
     rows = min(_ROWS, out.shape[0] - r0)
-    c0 = (tile % col_tiles) * _COLS
+    c0 = (tile // row_tiles) * _COLS
     c1 = min(c0 + _COLS, out.shape[1])
     for r in range(r0, r0 + rows):
         out[r, c0:c1] = table[ids[r], c0:c1]
@@ -213,7 +219,7 @@ def _forward_rows(  # type: ignore[no-untyped-def]
             x = xs[t][r0:r1]
             row_ids = layer_ids[t][r0:r1]
             for tile in range(row_tiles * col_tiles):
-                _tile(tables[layer], row_ids, x, wx[layer], h, wh[layer], z, tile, col_tiles)
+                _tile(tables[layer], row_ids, x, wx[layer], h, wh[layer], z, tile, row_tiles)
             seq = seqs[layer][t][r0:r1]
             for r in range(r1 - r0):
                 if t >= starts[r0 + r]:
@@ -231,7 +237,7 @@ def _forward_rows(  # type: ignore[no-untyped-def]
     col_tiles = (out.shape[1] + _COLS - 1) // _COLS
     row_tiles = (r1 - r0 + _ROWS - 1) // _ROWS
     for tile in range(row_tiles * col_tiles):
-        _tile(out_table, zero_ids[0][r0:r1], top, out_w, no_h[r0:r1], no_hw, out, tile, col_tiles)
+        _tile(out_table, zero_ids[0][r0:r1], top, out_w, no_h[r0:r1], no_hw, out, tile, row_tiles)
 
 
 def _forward(  # type: ignore[no-untyped-def]
