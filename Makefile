@@ -31,9 +31,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 bench: $(STAMP)  ## Run every benchmark (minutes).
-	$(PY) bench/engine.py
-	$(PY) bench/batching.py
-	$(PY) bench/service.py
+	PYTHONPATH=. $(PY) bench/engine.py
+	PYTHONPATH=. $(PY) bench/batching.py
+	PYTHONPATH=. $(PY) bench/service.py
+	PYTHONPATH=. $(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

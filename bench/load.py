@@ -17,29 +17,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
-from shared.redis_server import RedisServer, free_port
+from bench.stack import Stack, local_stack, pick_model
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MODELS = ROOT / ".." / "shared" / "models"
-BIN = Path(sys.executable).parent
 FINAL = frozenset({"succeeded", "failed", "canceled", "timed_out", "expired"})
 POLL_S = 0.1  # between reads of a job that outlived its `Prefer: wait`
 
@@ -245,91 +237,6 @@ def run_load(config: LoadConfig) -> LoadReport:
     )
 
 
-def pick_model(model_dir: Path, model: str) -> tuple[Path, str]:
-    """Return the model directory and model to use: the one asked for, else a reference one."""
-    if (model_dir / model).exists():
-        return model_dir, model
-    fallback = SHARED_MODELS / "ml5_darwin"
-    if not fallback.is_dir():
-        sys.exit(f"no model {model!r} in {model_dir} and no {fallback}")
-    print(f"no model {model!r} in {model_dir}: using ml5_darwin from ../shared")
-    return SHARED_MODELS.resolve(), "ml5_darwin"
-
-
-def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a service process in its own process group, logging to a file."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a service process group gracefully, then by force."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def wait_until(ready: Any, timeout: float, what: str) -> None:
-    """Poll `ready()` until it is true, or exit after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            sys.exit(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def healthy(url: str) -> bool:
-    """Return whether the API answers /healthz."""
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-@contextmanager
-def local_stack(args: argparse.Namespace) -> Iterator[str]:
-    """Start redis-server, the workers and the API on loopback; yield the API's URL."""
-    model_dir, args.model = pick_model(Path(args.model_dir), args.model)
-    work = Path(tempfile.mkdtemp(prefix="lstmgen-load-"))
-    port = free_port()
-    with RedisServer(work / "redis", appendonly=True) as server, ExitStack() as processes:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("LSTMGEN_")}
-        env.update(
-            PYTHONPATH=str(ROOT), LSTMGEN_REDIS_URL=server.url, LSTMGEN_PORT=str(port),
-            LSTMGEN_MODEL_DIR=str(model_dir), LSTMGEN_WORKER_MODELS=args.model,
-            LSTMGEN_WORKER_SLOTS=str(args.worker_slots), LSTMGEN_LOG_FORMAT="text",
-            LSTMGEN_MAX_QUEUE_DEPTH=str(args.queue_depth),
-            LSTMGEN_API_THREADS=str(max(32, args.clients + 8)),
-        )  # fmt: skip
-        celery = [str(BIN / "celery"), "-A", "worker.celery_worker", "worker", "--loglevel",
-                  "WARNING", "--without-mingle", "--without-gossip"]  # fmt: skip
-        names = [f"load{index + 1}@local" for index in range(args.workers)]
-        for name in names:
-            worker = spawn([*celery, "--hostname", name], env, work / f"{name}.log")
-            processes.callback(stop, worker)
-        api = spawn([str(BIN / "gunicorn"), "-c", "api/gunicorn_conf.py", "api.wsgi:app"],
-                    env, work / "api.log")  # fmt: skip
-        processes.callback(stop, api)
-        client = redis.Redis.from_url(server.url)
-
-        def workers_up() -> bool:
-            return all(client.exists(f"lstmgen:worker:{name}") for name in names)
-
-        wait_until(workers_up, 300, "the workers")
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: healthy(url), 60, "the API")
-        print(f"stack up: {args.workers} worker(s) x {args.worker_slots} slots, model "
-              f"{args.model}, queue limit {args.queue_depth} (logs in {work})")  # fmt: skip
-        yield url
-
-
 def main() -> int:
     """Parse arguments, start a stack unless given one, run the load, print the report."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -349,7 +256,16 @@ def main() -> int:
     stack.add_argument("--queue-depth", type=int, default=16, help="queued jobs before 429")
     args = parser.parse_args()
     with ExitStack() as stack_context:
-        url = args.url or stack_context.enter_context(local_stack(args))
+        url = args.url
+        if not url:
+            model_dir, args.model = pick_model(Path(args.model_dir), args.model)
+            local = Stack(
+                model_dir, [args.model], workers=args.workers, worker_slots=args.worker_slots,
+                appendonly=True, name="load",
+                settings={"LSTMGEN_MAX_QUEUE_DEPTH": str(args.queue_depth),
+                          "LSTMGEN_API_THREADS": str(max(32, args.clients + 8))},
+            )  # fmt: skip
+            url = stack_context.enter_context(local_stack(local))
         config = LoadConfig(
             url=url, duration_s=args.duration, clients=args.clients, model=args.model,
             length=args.length, wait_s=args.wait, drain_s=args.drain, api_key=args.api_key,

@@ -12,28 +12,19 @@ Reports jobs/s, p50/p99 submit-to-succeeded, lost jobs and 5xx answers (both mus
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import redis
 
-from shared.redis_server import RedisServer, free_port
+from bench.stack import Stack, local_stack, pick_model
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MODELS = ROOT / ".." / "shared" / "models"
-BIN = Path(sys.executable).parent
 FINAL = {"succeeded", "failed", "canceled", "timed_out", "expired"}
 
 
@@ -47,89 +38,6 @@ class Tally:
     errors_5xx: int = 0
     other_errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def pick_model(model_dir: Path, model: str) -> tuple[Path, str]:
-    """Return the model directory and model to use: ours, else a reference model in place."""
-    if (model_dir / model).exists():
-        return model_dir, model
-    fallback = SHARED_MODELS / "ml5_darwin"
-    if not fallback.is_dir():
-        sys.exit(f"no model {model!r} in {model_dir} and no {fallback}")
-    print(f"model {model!r} not found in {model_dir}: using ml5_darwin from ../shared")
-    return SHARED_MODELS.resolve(), "ml5_darwin"
-
-
-def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a service process in its own process group, logging to a file."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a service process group gracefully, then by force."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def wait_until(check: object, timeout: float, what: str) -> None:
-    """Poll a callable until it returns true."""
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            sys.exit(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-@contextmanager
-def local_stack(args: argparse.Namespace) -> Iterator[str]:
-    """Start redis-server, one worker and the API; yield the API URL."""
-    model_dir, model = pick_model(Path(args.model_dir), args.model)
-    args.model = model
-    work = Path(tempfile.mkdtemp(prefix="lstmgen-bench-"))
-    port = free_port()
-    with RedisServer(work / "redis", appendonly=False) as server:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("LSTMGEN_")}
-        env.update(
-            PYTHONPATH=str(ROOT), LSTMGEN_REDIS_URL=server.url, LSTMGEN_MODEL_DIR=str(model_dir),
-            LSTMGEN_PORT=str(port), LSTMGEN_WORKER_MODELS=model, LSTMGEN_LOG_FORMAT="text",
-            LSTMGEN_WORKER_SLOTS=str(args.worker_slots), LSTMGEN_MAX_QUEUE_DEPTH=str(args.jobs * 2),
-            LSTMGEN_API_THREADS=str(max(32, args.clients)),
-        )  # fmt: skip
-        worker = spawn(
-            [str(BIN / "celery"), "-A", "worker.celery_worker", "worker", "--hostname",
-             "bench@local", "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
-            env, work / "worker.log",
-        )  # fmt: skip
-        api = spawn(
-            [str(BIN / "gunicorn"), "-c", "api/gunicorn_conf.py", "api.wsgi:app"],
-            {**env, "LSTMGEN_LOG_FORMAT": "text"}, work / "api.log",
-        )  # fmt: skip
-        try:
-            client = redis.Redis.from_url(server.url)
-            wait_until(lambda: client.exists("lstmgen:worker:bench@local"), 300, "the worker")
-            url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: _healthy(url), 60, "the API")
-            print(f"stack up (logs in {work}); model {model}, worker slots {args.worker_slots}")
-            yield url
-        finally:
-            stop(api)
-            stop(worker)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def run_job(http: httpx.Client, body: dict[str, object], tally: Tally) -> None:
@@ -211,7 +119,7 @@ def throughput(url: str, args: argparse.Namespace) -> int:
     print(f"lost jobs: {lost}, 5xx: {tally.errors_5xx}, other errors: {len(tally.other_errors)}")
     for error in tally.other_errors[:5]:
         print("  ", error)
-    return lost + tally.errors_5xx
+    return int(lost + tally.errors_5xx)
 
 
 def main() -> int:
@@ -229,7 +137,13 @@ def main() -> int:
     if args.url:
         overhead(args.url, args.model, args.overhead_samples)
         return 1 if throughput(args.url, args) else 0
-    with local_stack(args) as url:
+    model_dir, args.model = pick_model(Path(args.model_dir), args.model)
+    stack = Stack(
+        model_dir, [args.model], worker_slots=args.worker_slots,
+        settings={"LSTMGEN_MAX_QUEUE_DEPTH": str(args.jobs * 2),
+                  "LSTMGEN_API_THREADS": str(max(32, args.clients))},
+    )  # fmt: skip
+    with local_stack(stack) as url:
         overhead(url, args.model, args.overhead_samples)
         problems = throughput(url, args)
     return 1 if problems else 0
