@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared.loaders.files import read_json_object
 from shared.loaders.vocab import read_vocab_file
 from shared.model import (
     Array,
@@ -60,14 +60,7 @@ def load_ml5(folder: Path, name: str | None = None) -> LSTMModel:
 
 
 def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(path, "manifest.json not found") from None
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(path, f"not valid JSON: {error}") from None
-    if not isinstance(manifest, dict):
-        raise ModelLoadError(path, "expected an object of variables")
+    manifest = read_json_object(path, "manifest.json")
     for key, entry in manifest.items():
         if not (isinstance(entry, dict) and isinstance(entry.get("filename"), str)):
             raise ModelLoadError(path, f"variable {key!r} has no filename")

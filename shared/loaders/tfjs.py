@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared.loaders.files import read_json_object
 from shared.loaders.layers import WEIGHT_ROLES, build_model, sequential_layers
 from shared.loaders.vocab import find_vocab_file, read_vocab_file
 from shared.model import Array, LSTMModel, ModelLoadError
@@ -31,7 +31,7 @@ def load_tfjs(path: Path, name: str | None = None, vocab_path: Path | None = Non
     model_json = find_topology(path) if path.is_dir() else path
     if model_json is None:
         raise ModelLoadError(path, "no *.json with a modelTopology in this folder")
-    document = _read_json(model_json)
+    document = read_json_object(model_json, "model JSON")
     topology = document.get("modelTopology")
     if topology is None:
         raise ModelLoadError(model_json, "no 'modelTopology' in the model JSON")
@@ -56,18 +56,6 @@ def load_tfjs(path: Path, name: str | None = None, vocab_path: Path | None = Non
         warnings=warnings,
         metadata={"keras_version": version, "vocab_file": vocab_file.name},
     )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(path, "model JSON not found") from None
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(path, f"not valid JSON: {error}") from None
-    if not isinstance(document, dict):
-        raise ModelLoadError(path, "expected a JSON object")
-    return document
 
 
 def _read_weights(manifest: Any, model_json: Path) -> dict[str, Array]:
