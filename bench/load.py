@@ -265,7 +265,7 @@ def main() -> int:
                 settings={"LSTMGEN_MAX_QUEUE_DEPTH": str(args.queue_depth),
                           "LSTMGEN_API_THREADS": str(max(32, args.clients + 8))},
             )  # fmt: skip
-            url = stack_context.enter_context(local_stack(local))
+            url = stack_context.enter_context(local_stack(local)).url
         config = LoadConfig(
             url=url, duration_s=args.duration, clients=args.clients, model=args.model,
             length=args.length, wait_s=args.wait, drain_s=args.drain, api_key=args.api_key,

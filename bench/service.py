@@ -143,7 +143,8 @@ def main() -> int:
         settings={"LSTMGEN_MAX_QUEUE_DEPTH": str(args.jobs * 2),
                   "LSTMGEN_API_THREADS": str(max(32, args.clients))},
     )  # fmt: skip
-    with local_stack(stack) as url:
+    with local_stack(stack) as running:
+        url = running.url
         overhead(url, args.model, args.overhead_samples)
         problems = throughput(url, args)
     return 1 if problems else 0

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import redis
@@ -34,6 +35,13 @@ class Stack:
     settings: dict[str, str] = field(default_factory=dict)  # more LSTMGEN_* variables
     appendonly: bool = False
     name: str = "bench"  # worker hostnames are {name}{i}@local
+
+
+class Running(NamedTuple):
+    """A started stack: where its API and its Redis answer."""
+
+    url: str
+    redis_url: str
 
 
 def pick_model(model_dir: Path, model: str) -> tuple[Path, str]:
@@ -85,8 +93,8 @@ def healthy(url: str) -> bool:
 
 
 @contextmanager
-def local_stack(stack: Stack) -> Iterator[str]:
-    """Start redis-server, the workers and the API; yield the API's URL; stop them all."""
+def local_stack(stack: Stack) -> Iterator[Running]:
+    """Start redis-server, the workers and the API; yield where they answer; stop them all."""
     work = Path(tempfile.mkdtemp(prefix=f"lstmgen-{stack.name}-"))
     port = free_port()
     with RedisServer(work / "redis", appendonly=stack.appendonly) as server, ExitStack() as procs:
@@ -114,4 +122,4 @@ def local_stack(stack: Stack) -> Iterator[str]:
         wait_until(lambda: healthy(url), 60, "the API")
         print(f"stack up: {stack.workers} worker(s) x {stack.worker_slots} slots, models "
               f"{', '.join(stack.models)} (logs in {work})")  # fmt: skip
-        yield url
+        yield Running(url, server.url)
