@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +10,7 @@ import pytest
 
 from shared.loaders import load_model
 from shared.model import LSTMModel
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """Return ../shared; skip without it, but fail in CI where it must be present."""
-    if not (SHARED / "models").is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SHARED} is missing (CI=true needs the reference models)")
-        pytest.skip(f"{SHARED} is missing")
-    return SHARED.resolve()
+from tests.conftest import SHARED
 
 
 @pytest.fixture(scope="session")
