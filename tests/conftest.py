@@ -308,3 +308,17 @@ def start_api(
     yield start
     for handle in reversed(started):
         handle.stop()
+
+
+# Modules that use these define `stack` (the API they test) themselves.
+@pytest.fixture
+def api(stack: ApiHandle, redis_client: redis.Redis) -> httpx.Client:
+    """Return a client of the API over a flushed job store."""
+    return stack.client()
+
+
+@pytest.fixture(scope="module")
+def spec(stack: ApiHandle) -> dict[str, Any]:
+    """Return the API's OpenAPI document."""
+    document: dict[str, Any] = httpx.get(f"{stack.url}/openapi.json").json()
+    return document

@@ -101,12 +101,6 @@ def stack(start_api: StartApi, batch_model_dir: Path) -> ApiHandle:
     return start_api(model_dir=batch_model_dir, max_length=ENDLESS)
 
 
-@pytest.fixture
-def api(stack: ApiHandle, redis_client: redis.Redis) -> httpx.Client:
-    """Return a client of the API over a flushed job store."""
-    return stack.client()
-
-
 def start(api: httpx.Client, model: str, spec: Spec) -> str:
     """Submit a job and return its id."""
     return str(submit(api, **spec.body(model))["id"])

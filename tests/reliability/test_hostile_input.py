@@ -48,12 +48,6 @@ def stack(start_api: StartApi, start_worker: StartWorker) -> ApiHandle:
     return start_api(max_body_bytes=MAX_BODY, max_wait_s=10.0, **limits)
 
 
-@pytest.fixture
-def api(stack: ApiHandle, redis_client: redis.Redis) -> httpx.Client:
-    """Return a client of the API over a flushed job store."""
-    return stack.client()
-
-
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     stack: ApiHandle, redis_client: redis.Redis, tmp_path: Path
 ) -> None:

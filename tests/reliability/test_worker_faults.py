@@ -46,12 +46,6 @@ def stack(start_api: StartApi, start_webhook_worker: StartWebhookWorker) -> ApiH
     return start_api(webhook_allow_private=True)
 
 
-@pytest.fixture
-def api(stack: ApiHandle, redis_client: redis.Redis) -> httpx.Client:
-    """Return a client of the API over a flushed job store."""
-    return stack.client()
-
-
 def start_pair(start_worker: StartWorker, model: str) -> list[WorkerHandle]:
     """Start two workers sharing the queue of `model`, side by side."""
     workers = [start_worker(wait=False, worker_models=model, **FAST) for _ in range(2)]

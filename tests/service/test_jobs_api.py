@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from openapi_spec_validator import validate as validate_spec
 
 from shared.engine import SamplingParams, generate, predict
@@ -33,19 +32,6 @@ def stack(start_api: StartApi, start_worker: StartWorker) -> ApiHandle:
     """Start one worker serving `tiny` and the API, once for the module."""
     start_worker(worker_models="tiny")
     return start_api()
-
-
-@pytest.fixture
-def api(stack: ApiHandle, redis_client: redis.Redis) -> httpx.Client:
-    """Return a client of the API over a flushed job store."""
-    return stack.client()
-
-
-@pytest.fixture(scope="module")
-def spec(stack: ApiHandle) -> dict[str, Any]:
-    """Return the API's OpenAPI document."""
-    document: dict[str, Any] = httpx.get(f"{stack.url}/openapi.json").json()
-    return document
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,6 @@ def stack(start_api: StartApi) -> ApiHandle:
     return start_api()
 
 
-@pytest.fixture
-def api(stack: ApiHandle, redis_client: redis.Redis) -> httpx.Client:
-    """Return a client of the API over a flushed job store."""
-    return stack.client()
-
-
 @pytest.fixture(scope="module")
 def pair(start_worker: StartWorker) -> list[WorkerHandle]:
     """Start two workers that share the queue of `tiny`."""

@@ -46,19 +46,6 @@ def stack(
     return start_api(webhook_allow_private=True, public_url=PUBLIC_URL)
 
 
-@pytest.fixture
-def api(stack: ApiHandle, redis_client: redis.Redis) -> httpx.Client:
-    """Return a client of the API over a flushed job store."""
-    return stack.client()
-
-
-@pytest.fixture(scope="module")
-def spec(stack: ApiHandle) -> dict[str, Any]:
-    """Return the API's OpenAPI document."""
-    document: dict[str, Any] = httpx.get(f"{stack.url}/openapi.json").json()
-    return document
-
-
 def event(request: Received) -> str:
     """Return the event type of a delivery, after checking both rotated signatures."""
     signatures = request.headers["webhook-signature"].split(" ")
