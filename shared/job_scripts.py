@@ -17,6 +17,12 @@ local function fmt(x) return string.format('%.6f', x) end
 local FINAL = {succeeded=true, failed=true, canceled=true, timed_out=true, expired=true}
 local OUT_FIRST = 4
 
+-- Whether the job is still running under this attempt (a later delivery takes it over).
+local function held_by(attempt)
+  return redis.call('HGET', KEYS[1], 'status') == 'running'
+     and redis.call('HGET', KEYS[1], 'attempts') == attempt
+end
+
 -- Append each sample's new text to its output string, with one `output` event per chunk.
 local function append_chunks(first_arg)
   for i = OUT_FIRST, #KEYS do
@@ -154,10 +160,7 @@ return results
 FINISH = (
     _PRELUDE
     + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running'
-   or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then
-  return 'gone'
-end
+if not held_by(ARGV[1]) then return 'gone' end
 append_chunks(8)
 redis.call('HSET', KEYS[1], 'done', ARGV[6], 'finish_reason', ARGV[5])
 finalize(ARGV[2], tonumber(ARGV[7]), ARGV[3], ARGV[4])
@@ -187,10 +190,7 @@ return status
 RELEASE = (
     _PRELUDE
     + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running'
-   or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then
-  return 'gone'
-end
+if not held_by(ARGV[1]) then return 'gone' end
 local t = now()
 redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', tonumber(ARGV[1]) - 1,
            'queued_at', fmt(t))
