@@ -24,7 +24,7 @@ test: $(STAMP)  ## Run the whole test suite.
 check: $(STAMP)  ## Lint, format check and type check.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy api worker shared training scripts
+	$(VENV)/bin/mypy api worker shared training scripts bench
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

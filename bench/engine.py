@@ -8,10 +8,8 @@ reference models in ../shared/models in place.
   as the original, 40 LSTM steps from zero state per character).
 - Keras loop: the Keras example's own algorithm on jessvb_nietzsche rebuilt as a Keras model
   from the loaded weights: one-hot window, `model.predict` per character.
-- Compute bound: the machine's float32 GEMM rate (numpy matmul of a representative size,
-  measured in this run) divided by the matrix FLOPs one character needs. Those FLOPs count
-  the products the engine cannot avoid: the recurrent product of the first layer (its input
-  product is a precomputed row per character), full products of upper layers, the output.
+- Compute bound: the machine's float32 GEMM rate on the engine's threads, measured in this
+  run, divided by the matrix FLOPs one character needs (bench/compute.py).
 """
 
 from __future__ import annotations
@@ -29,14 +27,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.compute import GEMM_SIZE, flops_per_char, gemm_rate  # noqa: E402
 from shared import kernels  # noqa: E402
 from shared.engine import Batch, SamplingParams  # noqa: E402
 from shared.loaders import load_model  # noqa: E402
-from shared.model import LSTMModel, Mode  # noqa: E402
+from shared.model import LSTMModel  # noqa: E402
 
 MODELS = ("ml5_darwin", "ml5_bolano", "jessvb_nietzsche")
 STREAMS = (1, 16, 64, 256)
-GEMM_SHAPE = (256, 512, 1024)  # ml5_bolano's upper layer at 256 streams: [256, 512] @ [512, 1024]
 
 
 def shared_models() -> Path:
@@ -45,34 +43,6 @@ def shared_models() -> Path:
     if not folder.is_dir():
         sys.exit(f"bench/engine.py: {folder} not found (the reference models)")
     return folder
-
-
-def gemm_rate(seconds: float) -> float:
-    """Measure float32 matmul FLOP/s for GEMM_SHAPE with numpy (its BLAS, all threads)."""
-    m, k, n = GEMM_SHAPE
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((m, k), dtype=np.float32)
-    b = rng.standard_normal((k, n), dtype=np.float32)
-    out = np.empty((m, n), np.float32)
-    np.matmul(a, b, out=out)
-    best = float("inf")
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        for _ in range(5):
-            np.matmul(a, b, out=out)
-        best = min(best, (time.perf_counter() - start) / 5)
-    return 2.0 * m * k * n / best
-
-
-def flops_per_char(model: LSTMModel) -> float:
-    """Count the matrix FLOPs of one generated character."""
-    step = 0.0
-    for index, layer in enumerate(model.layers):
-        inputs = 0 if index == 0 else layer.input_size
-        step += 2.0 * (inputs + layer.units) * 4 * layer.units
-    steps = model.window if model.mode is Mode.WINDOW and model.window else 1
-    return steps * step + 2.0 * model.layers[-1].units * model.vocab_size
 
 
 def chars_per_second(model: LSTMModel, streams: int, seconds: float, segments: int = 4) -> float:
@@ -175,8 +145,8 @@ def main() -> None:
         f"numba threads: {kernels.thread_count()}, cpu count: {os.cpu_count()}, "
         f"load average: {os.getloadavg()[0]:.1f} (other work on the machine lowers figures)"
     )
-    gemm_seconds = 0.5 if args.quick else 1.5
-    rate = gemm_rate(gemm_seconds)
+    threads = kernels.thread_count()
+    rate = gemm_rate(threads, 1.0 if args.quick else 3.0)
     header = f"{'model':<18} {'FLOP/char':>10} {'bound c/s':>10} " + " ".join(
         f"{f'{s} str':>10}" for s in STREAMS
     )
@@ -184,10 +154,9 @@ def main() -> None:
     models = {name: load_model(folder / name) for name in MODELS}
     for name, model in models.items():
         results[name] = {s: chars_per_second(model, s, seconds) for s in STREAMS}
-        rate = max(rate, gemm_rate(gemm_seconds))  # measured between models, the best counts
-    m, k, n = GEMM_SHAPE
+    rate = max(rate, gemm_rate(threads, 1.0 if args.quick else 3.0))  # before and after
     print(
-        f"float32 GEMM rate, numpy matmul [{m},{k}]@[{k},{n}], best in this run: "
+        f"float32 GEMM rate, numpy matmul {GEMM_SIZE}^3 on {threads} threads, best in this run: "
         f"{rate / 1e9:.1f} GFLOP/s"
     )
     print()

@@ -10,6 +10,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from shared.kernels import exp32
+
 U64 = npt.NDArray[np.uint64]
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -165,9 +167,10 @@ def sample_into(logits, temperatures, top_k, top_p, uniforms, out):  # type: ign
         for j in range(vocab):
             probs[j] = row[j] / scale
             top = max(top, probs[j])
+        for j in range(vocab):  # apart from the sum, so that it vectorises
+            probs[j] = exp32(probs[j] - top)
         total = np.float32(0)
         for j in range(vocab):
-            probs[j] = np.exp(probs[j] - top)
             total += probs[j]
         for j in range(vocab):
             probs[j] /= total
@@ -178,8 +181,9 @@ def sample_into(logits, temperatures, top_k, top_p, uniforms, out):  # type: ign
         pick = -1
         for j in range(vocab):
             running += np.float64(probs[j])
-            if pick < 0 and uniforms[r] < running:
+            if uniforms[r] < running:
                 pick = j
+                break
         if pick < 0:
             pick = vocab - 1
             while pick > 0 and probs[pick] <= 0:

@@ -1,0 +1,71 @@
+"""The machine's compute bound for character generation: GEMM rate / FLOPs per character.
+
+Both engine benchmarks divide a model's FLOPs per character into numpy's float32 GEMM rate
+(1024 x 1024 x 1024, the size at which its BLAS runs fastest), measured in this run with as
+many BLAS threads as the engine has. A batched step cannot beat that rate: every FLOP it
+counts is a matrix product at most as efficient as a large GEMM.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shared.model import LSTMModel, Mode
+
+GEMM_SIZE = 1024
+ROOT = Path(__file__).resolve().parents[1]
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def flops_per_char(model: LSTMModel) -> int:
+    """Return the multiply-adds x2 one character needs: what a batched step must compute.
+
+    The first layer's input product is a table lookup (a row per character, one-hot or
+    embedding folded in), so it costs no FLOPs; every recurrent product, every upper layer's
+    input product and the output layer count. A window model runs its whole window per
+    character.
+    """
+    step = 0
+    for index, layer in enumerate(model.layers):
+        inputs = 0 if index == 0 else layer.input_size
+        step += 2 * (inputs + layer.units) * 4 * layer.units
+    steps = model.window if model.mode is Mode.WINDOW and model.window else 1
+    rows, columns = model.output_kernel.shape
+    return steps * step + 2 * int(rows) * int(columns)
+
+
+def gemm_rate(threads: int, seconds: float) -> float:
+    """Return numpy's best float32 GEMM rate in FLOP/s on `threads` BLAS threads.
+
+    Measured in a fresh process, since BLAS reads its thread count when it loads; the best
+    of many short rounds, so that other work on the machine does not lower the bound.
+    """
+    env = {**os.environ, **{name: str(threads) for name in BLAS_THREAD_VARIABLES}}
+    command = [sys.executable, "-m", "bench.compute", str(seconds)]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
+
+def _measure(seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=np.float32)
+    b = rng.standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)  # start the BLAS threads
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - started)
+    return 2 * GEMM_SIZE**3 / best
+
+
+if __name__ == "__main__":  # the child process of gemm_rate()
+    print(_measure(float(sys.argv[1])))
