@@ -6,6 +6,10 @@ Job state lives in our own records (`shared.jobs`), so no result backend is used
 
 from __future__ import annotations
 
+import time
+from collections.abc import Collection
+
+import redis
 from celery import Celery
 
 from shared.settings import Settings
@@ -14,6 +18,7 @@ GENERATE_TASK = "lstmgen.generate"
 WEBHOOK_TASK = "lstmgen.deliver_webhook"
 WEBHOOK_QUEUE = "lstmgen.webhooks"
 GENERATION_QUEUE_PREFIX = "lstmgen.gen."
+UNACKED_INDEX = "unacked_index"  # kombu's sorted set of delivered, unacknowledged messages
 
 
 def generation_queue(model: str) -> str:
@@ -33,7 +38,10 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options={
+            # A worker renews the deliveries of its running jobs at every heartbeat (see
+            # renew_deliveries), so only the jobs of a worker that stopped come back.
             "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_index_key": UNACKED_INDEX,
             # kombu sweeps for messages of dead workers only every interval * throttle
             # seconds (100 s by default); sweep at least every tenth of the timeout instead.
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 10)),
@@ -57,3 +65,16 @@ def make_celery(settings: Settings) -> Celery:
         worker_concurrency=settings.worker_slots,
     )
     return app
+
+
+def renew_deliveries(client: redis.Redis, delivery_tags: Collection[str]) -> None:
+    """Tell the broker that these delivered messages are still being worked on.
+
+    kombu's Redis transport hands a delivered, unacknowledged message to another worker once
+    its entry in the unacked index is older than the visibility timeout. Renewing the entries
+    of running jobs keeps them with their worker however long they run, while the jobs of a
+    worker that died (and stopped renewing) come back after one visibility timeout.
+    Acknowledged messages have no entry left, and are not added back.
+    """
+    if delivery_tags:
+        client.zadd(UNACKED_INDEX, dict.fromkeys(delivery_tags, time.time()), xx=True)

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     queue_ttl_s: float = Field(3600.0, gt=0)  # queued longer ends `expired`
     retention_s: int = Field(86_400, ge=1)  # how long finished jobs stay readable
     max_attempts: int = Field(3, ge=1)  # deliveries before a job that kills workers fails
-    visibility_timeout_s: int = Field(7200, ge=1)  # broker redelivers unacked jobs after this
+    visibility_timeout_s: int = Field(300, ge=1)  # a stopped worker's jobs come back after this
     progress_interval_s: float = Field(0.1, gt=0, le=0.2)  # partial output flush period
 
     # API server (gunicorn).
@@ -106,8 +106,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
-        if self.visibility_timeout_s <= self.job_time_limit_s:
-            raise ValueError("visibility_timeout_s must exceed job_time_limit_s")
+        if self.visibility_timeout_s < 3 * self.worker_heartbeat_s:
+            # Running jobs' deliveries are renewed at every heartbeat.
+            raise ValueError("visibility_timeout_s must be at least 3 x worker_heartbeat_s")
         if self.environment == "production" and not self.webhook_secrets:
             raise ValueError("production needs LSTMGEN_WEBHOOK_SECRETS")
         if self.host not in ("127.0.0.1", "localhost", "::1") and not self.api_keys:

@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from shared import metrics
+from shared.celery_app import renew_deliveries
 from shared.engine import SamplingParams
 from shared.jobs import Claim, ClaimOutcome, Job, JobStatus, JobStore
 from shared.logs import bind_job
@@ -36,6 +37,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._deliveries: dict[str, str] = {}  # running job id -> its broker delivery tag
 
     def start(self, worker_id: str, models: list[str]) -> None:
         """Load the served models, then announce the worker with a heartbeat."""
@@ -77,8 +79,21 @@ class Runtime:
                 self._loops[model] = loop
             return loop
 
-    def run(self, job_id: str) -> str:
-        """Run one job to its end in this process's batch; return how it ended."""
+    def run(self, job_id: str, delivery_tag: str | None = None) -> str:
+        """Run one job to its end in this process's batch; return how it ended.
+
+        While it runs, the heartbeat renews its broker delivery (`delivery_tag`).
+        """
+        if delivery_tag is not None:
+            with self._lock:
+                self._deliveries[job_id] = delivery_tag
+        try:
+            return self._run(job_id)
+        finally:
+            with self._lock:
+                self._deliveries.pop(job_id, None)
+
+    def _run(self, job_id: str) -> str:
         with bind_job(job_id):
             if self._stopping.is_set():
                 return RELEASED  # never claimed: the message goes back to the queue
@@ -151,12 +166,18 @@ class Runtime:
         return {name: {"size": loop.size(), "peak": loop.peak} for name, loop in loops}
 
     def _beat(self) -> None:
-        """Refresh the heartbeat and expire stale queued jobs until the worker stops."""
+        """Until the worker stops: beat, renew running jobs' deliveries, expire stale jobs."""
         period = self.settings.worker_heartbeat_s
         while not self._stopping.is_set():
             metrics.heartbeat(
                 self.store.client, self.worker_id, period * HEARTBEAT_MISSES, self.batches()
             )
+            with self._lock:
+                deliveries = list(self._deliveries.values())
+            try:
+                renew_deliveries(self.store.client, deliveries)
+            except redis.RedisError as error:
+                log.warning("could not renew %d deliveries: %s", len(deliveries), error)
             try:
                 self._expire_stale()
             except redis.RedisError as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from celery import Celery
+from celery import Celery, Task
 from celery.exceptions import Reject
 
 from shared.celery_app import GENERATE_TASK
@@ -15,10 +15,12 @@ from worker.runtime import Runtime
 def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
     """Register the generation task on the app."""
 
-    @app.task(name=GENERATE_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
-    def generate(job_id: str) -> str:
+    @app.task(name=GENERATE_TASK, ignore_result=True, bind=True)  # type: ignore[untyped-decorator]
+    def generate(task: Task, job_id: str) -> str:
         """Run a job to its end; the message is acknowledged only after that (acks_late)."""
-        outcome = runtime().run(job_id)
+        # kombu's virtual transports (Redis among them) carry the tag in the properties.
+        delivery = (task.request.properties or {}).get("delivery_tag")
+        outcome = runtime().run(job_id, delivery_tag=delivery)
         if outcome == RELEASED:
             raise Reject("worker shutting down", requeue=True)
         return outcome

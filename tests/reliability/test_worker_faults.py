@@ -1,4 +1,5 @@
-"""Worker faults: a worker killed mid-job, a job that kills every worker, a duplicate delivery.
+"""Worker faults: a worker killed mid-job, a job that kills every worker, a duplicate delivery,
+and, for contrast, a healthy job that runs longer than the visibility timeout.
 
 Real Celery workers (their own process groups) over the session's redis-server, the API under
 gunicorn, a webhook worker and a receiver on loopback. Workers use a visibility timeout of
@@ -160,5 +161,34 @@ def test_a_duplicate_delivery_yields_one_result(
     assert streamed == job["output"]  # no chunk written twice
     wait_for(lambda: broker_messages(redis_client, job_id, "tiny3") == 0, 30, "the ack")
     assert json.loads(record(redis_client, job_id)["finish_reason"]) == ["length"]
+    for worker in workers:
+        worker.stop()
+
+
+def test_a_job_longer_than_the_visibility_timeout_stays_with_its_live_worker(
+    api: httpx.Client, start_worker: StartWorker, redis_client: redis.Redis, model_dir: Path
+) -> None:
+    # Two workers, and a job running six visibility timeouts: without its worker renewing the
+    # delivery at every heartbeat, the broker would hand it to the other worker (attempt 2).
+    settings: dict[str, Any] = {
+        **FAST,
+        "worker_models": "tiny",
+        "visibility_timeout_s": 1,
+        "worker_heartbeat_s": 0.25,
+        "job_time_limit_s": 120.0,
+    }
+    workers = [start_worker(wait=False, **settings) for _ in range(2)]
+    for worker in workers:
+        worker.wait_ready()
+    length = calibrated_length(api, "tiny", 6.0)
+    job_id = submit(api, model="tiny", length=length, random_seed=11)["id"]
+    job = wait_status(api, job_id, timeout=120)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1
+    assert job["metrics"]["generation_time_s"] > 3.0  # it did outlive the timeout several times
+    assert job["output"] == expected_texts(model_dir, "tiny", length, [11])[0]
+    running = [data for _, data in job_events(redis_client, job_id) if data.get("status")]
+    assert [data.get("attempt") for data in running if data["status"] == "running"] == [1]
+    wait_for(lambda: broker_messages(redis_client, job_id, "tiny") == 0, 30, "the ack")
     for worker in workers:
         worker.stop()
