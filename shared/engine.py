@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import weakref
@@ -204,7 +205,12 @@ class _Sequence:
     key: Hashable
     params: SamplingParams
     pieces: list[str] = field(default_factory=list)  # decoded text of flushed chunks
+    ends: list[int] = field(default_factory=list)  # the text's length after each piece
     tail: str = ""  # recent text, kept only when there are stop sequences
+
+    def add_piece(self, piece: str) -> None:
+        self.pieces.append(piece)
+        self.ends.append((self.ends[-1] if self.ends else 0) + len(piece))
 
 
 def _check_ids(model: LSTMModel, seed_ids: Sequence[int]) -> I64:
@@ -336,20 +342,32 @@ class Batch:
             self._rows[self._seqs[row].key] = row
         self._seqs.pop()
 
-    def text(self, key: Hashable) -> str:
-        """Return the text generated so far, without a possible start of a stop sequence."""
+    def text(self, key: Hashable, start: int = 0) -> str:
+        """Return the text generated so far from character `start` on, without a possible
+        start of a stop sequence at its end. Costs what the returned text costs, so a caller
+        can fetch only what is new."""
         row = self._rows[key]
-        seq = self._seqs[row]
-        text = self._text_of(row)
-        return text[: len(text) - _held_back(text, seq.params.stop)]
+        stops = self._seqs[row].params.stop
+        # The held-back check looks at the last characters only: those before `start` suffice.
+        offset, text = self._text_from(row, max(0, start - max(map(len, stops), default=0)))
+        text = text[: len(text) - _held_back(text, stops)]
+        return text[max(0, start - offset) :]
 
     def progress(self, key: Hashable) -> int:
         """Return how many characters the sequence has generated."""
         return int(self._done[self._rows[key]])
 
     def _text_of(self, row: int) -> str:
+        return self._text_from(row, 0)[1]
+
+    def _text_from(self, row: int, start: int) -> tuple[int, str]:
+        """Return the text from the piece holding character `start` on, and where it begins."""
+        seq = self._seqs[row]
+        first = bisect.bisect_right(seq.ends, start)  # the first piece ending after `start`
+        offset = seq.ends[first - 1] if first else 0
         pending = int(self._done[row]) % CHUNK
-        return "".join(self._seqs[row].pieces) + "".join(self._vocab[self._chunk[row, :pending]])
+        flushed = "".join(seq.pieces[first:])
+        return offset, flushed + "".join(self._vocab[self._chunk[row, :pending]])
 
     def step(self) -> list[Finished]:
         """Advance every sequence by one character; return the ones that finished."""
@@ -412,7 +430,7 @@ class Batch:
         """Flush full chunks, check stop sequences and lengths; drop finished rows."""
         if full.any():
             for row in np.flatnonzero(full).tolist():
-                self._seqs[row].pieces.append("".join(self._vocab[self._chunk[row]]))
+                self._seqs[row].add_piece("".join(self._vocab[self._chunk[row]]))
         finished: list[tuple[int, Finished]] = []
         if self._has_stop[:n].any():
             for row in np.flatnonzero(self._has_stop[:n]).tolist():

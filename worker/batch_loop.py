@@ -73,10 +73,9 @@ class ActiveJob:
 
 @dataclass
 class _Write:
-    """A progress flush in flight, with the texts it was built from."""
+    """A progress flush in flight: the jobs and what it writes of each."""
 
     jobs: list[ActiveJob]
-    texts: list[list[str]]
     updates: list[Progress]
     result: Future[list[FlushOutcome]]
 
@@ -230,20 +229,28 @@ class ModelLoop:
         if completed:
             self._end_many([(job, JobStatus.SUCCEEDED, None) for job in completed])
 
-    def _texts(self, job: ActiveJob, *, remove: bool = False) -> list[str]:
-        """Return each sample's text so far (taking the samples out of the batch if asked)."""
+    def _new_texts(self, job: ActiveJob) -> list[str]:
+        """Return each sample's text after what Redis already has."""
         texts = []
-        for index, key in enumerate(job.keys()):
+        for index, (key, stored) in enumerate(zip(job.keys(), job.stored, strict=True)):
             if index in job.finished:
-                texts.append(job.finished[index].text)
+                texts.append(job.finished[index].text[stored:])
             elif self._batch is not None and key in self._batch:
-                texts.append(self._batch.remove(key) if remove else self._batch.text(key))
+                texts.append(self._batch.text(key, start=stored))
             else:
                 texts.append("")
         return texts
 
     def _leave(self, job: ActiveJob) -> list[str]:
-        texts = self._texts(job, remove=True)
+        """Take the job's samples out of the batch; return each sample's whole text."""
+        texts = []
+        for index, key in enumerate(job.keys()):
+            if index in job.finished:
+                texts.append(job.finished[index].text)
+            elif self._batch is not None and key in self._batch:
+                texts.append(self._batch.remove(key))
+            else:
+                texts.append("")
         job.in_batch = False
         return texts
 
@@ -318,13 +325,12 @@ class ModelLoop:
         jobs = list(self._jobs.values())
         if not jobs:
             return
-        texts = [self._texts(job) for job in jobs]
         updates = [
-            self._progress(job, job_texts, self._done(job))
-            for job, job_texts in zip(jobs, texts, strict=True)
+            Progress(job.job_id, job.attempt, self._done(job), tuple(self._new_texts(job)))
+            for job in jobs
         ]
         result = self._writer.submit(self._store.flush, updates)
-        self._in_flight = _Write(jobs, texts, updates, result)
+        self._in_flight = _Write(jobs, updates, result)
 
     def _settle(self, *, wait: bool) -> None:
         """Take in the answer to the flush in flight (waiting for it if asked): cancels, gone."""
@@ -339,12 +345,10 @@ class ModelLoop:
             return
         now = time.monotonic()
         canceled: list[Ending] = []
-        for job, job_texts, update, result in zip(
-            write.jobs, write.texts, write.updates, results, strict=True
-        ):
+        for job, update, result in zip(write.jobs, write.updates, results, strict=True):
             if self._jobs.get(job.job_id) is not job:
                 continue  # a redelivery of it replaced it meanwhile
-            job.stored = [max(s, len(t)) for s, t in zip(job.stored, job_texts, strict=True)]
+            job.stored = [s + len(c) for s, c in zip(job.stored, update.chunks, strict=True)]
             if result is FlushOutcome.CANCEL:
                 canceled.append((job, JobStatus.CANCELED, None))
             elif result is FlushOutcome.GONE:

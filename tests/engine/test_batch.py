@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from shared.engine import (
+    CHUNK,
     Batch,
     Finished,
     FinishReason,
@@ -152,6 +153,23 @@ def test_text_holds_back_a_possible_stop_start() -> None:
         batch.step()
     assert batch.text("k") == free[:5]  # the trailing `first` could still start the stop
     assert batch.progress("k") == 6
+
+
+def test_text_from_an_offset_is_the_tail_of_the_whole_text() -> None:
+    # Past several decoded chunks, with and without a stop sequence that holds text back.
+    length = 3 * CHUNK + 40
+    batch = Batch(STATEFUL, capacity=2)
+    batch.add("free", STATEFUL.encode("b"), SamplingParams(length=length, temperature=1.2), 4)
+    stopping = SamplingParams(length=length, temperature=1.2, stop=("hhhhhhhhhhhh",))
+    batch.add("stop", STATEFUL.encode("b"), stopping, 4)
+    for step in range(length - 1):
+        batch.step()
+        if step % 97 in (0, CHUNK % 97):
+            for key in ("free", "stop"):
+                whole = batch.text(key)
+                for start in (0, 1, CHUNK - 1, CHUNK, len(whole) - 3, len(whole), len(whole) + 5):
+                    assert batch.text(key, start=start) == whole[max(0, start) :]
+    assert len(batch.text("free")) == length - 1
 
 
 def test_generate_n_samples_are_streams_of_one_seed() -> None:
