@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench.compute import GEMM_SIZE, flops_per_char, gemm_rate
+from bench.compute import GEMM_SIZE, Steal, flops_per_char, gemm_rate
 from bench.stack import SHARED_MODELS, Stack, local_stack, wait_until
 from shared import kernels
 from shared.engine import Batch, SamplingParams
@@ -247,7 +247,12 @@ def main() -> int:
         sys.exit(f"reference models missing in {SHARED_MODELS}: {', '.join(missing)}")
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, engine threads "
           f"{kernels.thread_count()} (NUMBA_NUM_THREADS, also given to the worker)")  # fmt: skip
-    return 0 if report(measure(args), max(args.jobs)) else 1
+    steal = Steal()
+    met = report(measure(args), max(args.jobs))
+    stolen = steal.share()
+    if stolen is not None:
+        print(f"CPU time stolen by the hypervisor during the run: {stolen:.1%}")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

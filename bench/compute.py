@@ -52,6 +52,34 @@ def gemm_rate(threads: int, seconds: float) -> float:
     return float(done.stdout)
 
 
+class Steal:
+    """CPU time the hypervisor gave to other machines since this was made (Linux /proc/stat).
+
+    On a shared virtual machine this is the main source of noise: a step split over all
+    cores waits for the one that was taken away.
+    """
+
+    def __init__(self) -> None:
+        self._start = _cpu_times()
+
+    def share(self) -> float | None:
+        """Return the stolen share of all CPU time since the start, or None if unknown."""
+        now = _cpu_times()
+        if now is None or self._start is None:
+            return None
+        spent = [b - a for a, b in zip(self._start, now, strict=True)]
+        return spent[7] / max(1, sum(spent))
+
+
+def _cpu_times() -> list[int] | None:
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    return [int(value) for value in fields[1:9]] if fields and fields[0] == "cpu" else None
+
+
 def _measure(seconds: float) -> float:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=np.float32)

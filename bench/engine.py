@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.compute import GEMM_SIZE, flops_per_char, gemm_rate  # noqa: E402
+from bench.compute import GEMM_SIZE, Steal, flops_per_char, gemm_rate  # noqa: E402
 from shared import kernels  # noqa: E402
 from shared.engine import Batch, SamplingParams  # noqa: E402
 from shared.loaders import load_model  # noqa: E402
@@ -141,6 +141,7 @@ def main() -> None:
     seconds = 0.5 if args.quick else 2.0
     keras_chars = 8 if args.quick else 30
     folder = shared_models()
+    steal = Steal()
     print(
         f"numba threads: {kernels.thread_count()}, cpu count: {os.cpu_count()}, "
         f"load average: {os.getloadavg()[0]:.1f} (other work on the machine lowers figures)"
@@ -183,6 +184,9 @@ def main() -> None:
         f"ml5_bolano 256 streams vs compute bound: {achieved:.0f} / {bound:.0f} chars/s = "
         f"{100 * achieved / bound:.0f}%  (floor 40%)"
     )
+    stolen = steal.share()
+    if stolen is not None:
+        print(f"CPU time stolen by the hypervisor during the run: {stolen:.1%}")
 
 
 if __name__ == "__main__":
