@@ -229,28 +229,23 @@ class ModelLoop:
         if completed:
             self._end_many([(job, JobStatus.SUCCEEDED, None) for job in completed])
 
-    def _new_texts(self, job: ActiveJob) -> list[str]:
-        """Return each sample's text after what Redis already has."""
+    def _new_texts(self, job: ActiveJob, *, remove: bool = False) -> list[str]:
+        """Return each sample's text after what Redis already has (taking the samples out of
+        the batch if asked)."""
         texts = []
         for index, (key, stored) in enumerate(zip(job.keys(), job.stored, strict=True)):
             if index in job.finished:
                 texts.append(job.finished[index].text[stored:])
             elif self._batch is not None and key in self._batch:
-                texts.append(self._batch.text(key, start=stored))
+                batch = self._batch
+                texts.append(batch.remove(key)[stored:] if remove else batch.text(key, stored))
             else:
                 texts.append("")
         return texts
 
     def _leave(self, job: ActiveJob) -> list[str]:
-        """Take the job's samples out of the batch; return each sample's whole text."""
-        texts = []
-        for index, key in enumerate(job.keys()):
-            if index in job.finished:
-                texts.append(job.finished[index].text)
-            elif self._batch is not None and key in self._batch:
-                texts.append(self._batch.remove(key))
-            else:
-                texts.append("")
+        """Take the job's samples out of the batch; return each one's text Redis lacks."""
+        texts = self._new_texts(job, remove=True)
         job.in_batch = False
         return texts
 
@@ -265,10 +260,6 @@ class ModelLoop:
                 total += self._batch.progress(key)
         return total
 
-    def _progress(self, job: ActiveJob, texts: list[str], done: int) -> Progress:
-        chunks = tuple(text[stored:] for text, stored in zip(texts, job.stored, strict=True))
-        return Progress(job.job_id, job.attempt, done, chunks)
-
     def _fail(self, job: ActiveJob, error: JobError) -> None:
         log.warning("job failed: %s", error.message, extra={"job_id": job.job_id})
         self._end_many([(job, JobStatus.FAILED, error)])
@@ -280,7 +271,7 @@ class ModelLoop:
             if self._jobs.get(job.job_id) is not job:
                 continue  # that flush's answer ended it already (canceled or gone)
             done = self._done(job)  # before the samples leave the batch
-            update = self._progress(job, self._leave(job), done)
+            update = Progress(job.job_id, job.attempt, done, tuple(self._leave(job)))
             reasons: tuple[str, ...] = ()
             if status is JobStatus.SUCCEEDED:
                 reasons = tuple(job.finished[i].reason.value for i in range(job.n))
