@@ -20,6 +20,7 @@ from shared.model import LSTMModel, Mode
 
 GEMM_SIZE = 1024
 ROOT = Path(__file__).resolve().parents[1]
+STEAL = 7  # /proc/stat's cpu fields: user nice system idle iowait irq softirq steal
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -68,7 +69,7 @@ class Steal:
         if now is None or self._start is None:
             return None
         spent = [b - a for a, b in zip(self._start, now, strict=True)]
-        return spent[7] / max(1, sum(spent))
+        return spent[STEAL] / max(1, sum(spent))
 
 
 def _cpu_times() -> list[int] | None:
@@ -77,7 +78,9 @@ def _cpu_times() -> list[int] | None:
             fields = stat.readline().split()
     except OSError:
         return None
-    return [int(value) for value in fields[1:9]] if fields and fields[0] == "cpu" else None
+    if not fields or fields[0] != "cpu":
+        return None
+    return [int(value) for value in fields[1 : STEAL + 2]]
 
 
 def _measure(seconds: float) -> float:
