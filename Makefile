@@ -42,6 +42,6 @@ clean:
 # models/default: a 2x192 LSTM trained on 1.5 MB of this Python's own standard library source.
 default-model: $(STAMP)  ## Retrain the committed models/default (12-30 minutes on 2 cores).
 	$(PY) -m training.stdlib_corpus build/stdlib.txt --max-chars 1500000
-	$(PY) -m shared.cli train build/stdlib.txt --out models/default --layers 192,192 \
+	$(PY) -m shared.client.cli train build/stdlib.txt --out models/default --layers 192,192 \
 		--embedding-dim 64 --seq-len 100 --batch-size 64 --epochs 8 --learning-rate 0.003 \
 		--validation-split 0.05 --random-seed 1

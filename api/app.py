@@ -7,19 +7,19 @@ import logging
 from flask import Flask
 
 from api import (
-    compat,
-    deliveries,
+    compat_views,
+    delivery_views,
     health_views,
     jobs_views,
-    metrics,
+    metrics_views,
     models_views,
     request_logs,
-    web,
+    web_views,
 )
 from api.problems import register_problem_handlers
 from api.services import EXTENSION, Services
 from shared.settings import Settings
-from shared.webhooks import warn_if_private_allowed
+from shared.webhooks.ssrf import warn_if_private_allowed
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,16 @@ def create_app(settings: Settings) -> Flask:
     app.extensions[EXTENSION] = Services.build(settings)
     register_problem_handlers(app, settings.max_body_bytes)
     request_logs.init_app(app)
-    for blueprint in (jobs_views.bp, deliveries.bp, models_views.bp, compat.bp, health_views.bp):
+    for blueprint in (
+        jobs_views.bp,
+        delivery_views.bp,
+        models_views.bp,
+        compat_views.bp,
+        health_views.bp,
+    ):
         app.register_blueprint(blueprint)
-    app.register_blueprint(metrics.bp)
-    app.register_blueprint(web.bp)
+    app.register_blueprint(metrics_views.bp)
+    app.register_blueprint(web_views.bp)
     if settings.api_keys:
         log.info("API keys required (%d configured)", len(settings.api_keys))
     else:

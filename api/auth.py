@@ -8,7 +8,7 @@ from flask import g, request
 
 from api.problems import Problem
 from api.services import services
-from shared.jobs import owner_of
+from shared.jobs.records import owner_of
 
 
 def authenticate() -> None:

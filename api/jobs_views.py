@@ -16,7 +16,8 @@ from api.streaming import LAST_EVENT_ID, event_stream
 from api.submission import requested_wait, submit, wait_until_final
 from api.validation import read_json_object
 from shared import metrics
-from shared.jobs import JOB_ID_PATTERN, Job, JobStatus, serialize_job
+from shared.jobs.records import JOB_ID_PATTERN, Job, JobStatus
+from shared.jobs.serialize import serialize_job
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 bp.before_request(authenticate)

@@ -10,7 +10,7 @@ from api.auth import authenticate
 from api.services import services
 from api.submission import check_seed
 from api.validation import PredictRequest, read_json_object, validate
-from shared.engine import predict
+from shared.engine.batch import predict
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 bp.before_request(authenticate)

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from api import deliveries
+from api import delivery_views
 from api.streaming import LAST_EVENT_ID
 from api.validation import EVENT_TYPES, MAX_TEMPERATURE, PredictRequest
-from shared.jobs import JOB_ID_PATTERN, JobStatus
+from shared.jobs.records import JOB_ID_PATTERN, JobStatus
 from shared.settings import Settings
 
 JSON = "application/json"
@@ -406,10 +406,10 @@ def build_openapi(
             "poll or stream them, cancel them. Errors are RFC 9457 problem+json.",
         },
         "servers": [{"url": "/"}],
-        "paths": _paths(settings) | deliveries.openapi_paths(bool(settings.api_keys)),
-        "webhooks": deliveries.openapi_webhooks(),
+        "paths": _paths(settings) | delivery_views.openapi_paths(bool(settings.api_keys)),
+        "webhooks": delivery_views.openapi_webhooks(),
         "components": {
-            "schemas": _schemas(job_request) | deliveries.openapi_schemas(),
+            "schemas": _schemas(job_request) | delivery_views.openapi_schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

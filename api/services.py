@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from api.problems import FieldError, Problem, invalid, not_found
 from api.validation import job_request_model
 from shared.celery_app import make_celery
-from shared.jobs import JobStore
-from shared.model import LSTMModel, ModelLoadError
-from shared.registry import ModelRegistry
+from shared.engine.model import LSTMModel, ModelLoadError
+from shared.engine.registry import ModelRegistry
+from shared.jobs.store import JobStore
 from shared.settings import Settings
 
 EXTENSION = "lstmgen"

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import redis
 from flask import Response
 
-from shared.jobs import JobStore, job_key
+from shared.jobs.keys import job_key
+from shared.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 

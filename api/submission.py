@@ -13,10 +13,10 @@ from api.services import Services
 from api.validation import check_metadata, validate
 from shared import metrics
 from shared.celery_app import GENERATE_TASK, generation_queue
-from shared.engine import derive_random_seed
-from shared.jobs import CreateOutcome, Job, NewJob, fingerprint, new_job_id
-from shared.model import LSTMModel, UnknownCharactersError
-from shared.webhooks import validate_webhook_url
+from shared.engine.model import LSTMModel, UnknownCharactersError
+from shared.engine.sampling import derive_random_seed
+from shared.jobs.records import CreateOutcome, Job, JobInput, NewJob, fingerprint, new_job_id
+from shared.webhooks.ssrf import validate_webhook_url
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +59,18 @@ def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str
             raise invalid([FieldError("webhook", str(error))]) from None
     length = request.length or model.defaults.length
     temperature = model.defaults.temperature if request.temperature is None else request.temperature
-    job_input = {
-        "model": request.model,
-        "seed": request.seed,
-        "length": length,
-        "temperature": temperature,
-        "top_k": request.top_k,
-        "top_p": request.top_p,
-        "stop": list(request.stop),
-        "n": request.n,
-        "unknown_chars": request.unknown_chars,
-        "random_seed": request.random_seed,
-    }
+    job_input = JobInput(
+        model=request.model,
+        seed=request.seed,
+        length=length,
+        temperature=temperature,
+        top_k=request.top_k,
+        top_p=request.top_p,
+        stop=tuple(request.stop),
+        n=request.n,
+        unknown_chars=request.unknown_chars,
+        random_seed=request.random_seed,
+    )
     random_seed = request.random_seed
     return NewJob(
         id=job_id,

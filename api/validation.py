@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.problems import FieldError, Problem, invalid
-from shared.sampling import MAX_RANDOM_SEED
+from shared.engine.sampling import MAX_RANDOM_SEED
 from shared.settings import Settings
 
 MAX_TEMPERATURE = 5.0

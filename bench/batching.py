@@ -36,11 +36,12 @@ import redis
 
 from bench.compute import GEMM_SIZE, Steal, flops_per_char, gemm_rate
 from bench.stack import SHARED_MODELS, Stack, local_stack, wait_until
-from shared import kernels
-from shared.engine import Batch, SamplingParams
-from shared.jobs import job_key
-from shared.loaders import load_model
-from shared.model import LSTMModel
+from shared.engine import kernels
+from shared.engine.batch import Batch
+from shared.engine.loaders import load_model
+from shared.engine.model import LSTMModel
+from shared.engine.sampling import SamplingParams
+from shared.jobs.keys import job_key
 
 MODELS = ("ml5_bolano", "ml5_darwin")
 CONCURRENCY = (1, 16, 64, 256)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.model import LSTMModel, Mode
+from shared.engine.model import LSTMModel, Mode
 
 GEMM_SIZE = 1024
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.compute import GEMM_SIZE, Steal, flops_per_char, gemm_rate  # noqa: E402
-from shared import kernels  # noqa: E402
-from shared.engine import Batch, SamplingParams  # noqa: E402
-from shared.loaders import load_model  # noqa: E402
-from shared.model import LSTMModel  # noqa: E402
+from shared.engine import kernels  # noqa: E402
+from shared.engine.batch import Batch  # noqa: E402
+from shared.engine.loaders import load_model  # noqa: E402
+from shared.engine.model import LSTMModel  # noqa: E402
+from shared.engine.sampling import SamplingParams  # noqa: E402
 
 MODELS = ("ml5_darwin", "ml5_bolano", "jessvb_nietzsche")
 STREAMS = (1, 16, 64, 256)

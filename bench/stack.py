@@ -17,7 +17,7 @@ from typing import NamedTuple
 import httpx
 import redis
 
-from shared.redis_server import RedisServer, free_port
+from scripts.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = ROOT / ".." / "shared" / "models"

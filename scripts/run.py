@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from shared.redis_server import RedisServer, free_port
-from shared.registry import ModelRegistry
+from scripts.redis_server import RedisServer, free_port
+from shared.engine.registry import ModelRegistry
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import redis
 
-from shared.redis_server import RedisServer, free_port
+from scripts.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT / ".." / "shared"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.model import Array, LSTMLayer
+from shared.engine.model import Array, LSTMLayer
 
 # Recurrent activation name each target writes for a model's activation, and the factor that
 # scales the i, f and o gate pre-activations to keep the cell's maths: Keras 3's hard sigmoid

@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from shared.engine import next_probabilities
-from shared.loaders import load_model
-from shared.model import Array, LSTMModel, Mode
+from shared.engine.batch import next_probabilities
+from shared.engine.loaders import load_model
+from shared.engine.model import Array, LSTMModel, Mode
 from training.convert import TFJS_ACTIVATIONS, lstm_weights, rescale_note
 from training.errors import TrainingError
 from training.modelio import check_writable, write_json

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shared.model import LSTMModel, Mode
+from shared.engine.model import LSTMModel, Mode
 from training.backend import keras
 from training.convert import KERAS3_ACTIVATIONS, lstm_weights, rescale_note
 

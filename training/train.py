@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from shared.loaders import load_model
+from shared.engine.loaders import load_model
 from training.backend import keras
 from training.config import TrainConfig
 from training.corpus import Corpus, CorpusError, read_corpus

@@ -21,9 +21,11 @@ from typing import cast
 import redis
 
 from shared import metrics
-from shared.engine import Batch, Finished, FinishReason, SamplingParams
-from shared.jobs import Final, FlushOutcome, JobError, JobStatus, JobStore, Progress
-from shared.model import LSTMModel, UnknownChars
+from shared.engine.batch import Batch, Finished, FinishReason
+from shared.engine.model import LSTMModel, UnknownChars
+from shared.engine.sampling import SamplingParams
+from shared.jobs.records import Final, FlushOutcome, JobError, JobStatus, Progress
+from shared.jobs.store import JobStore
 from worker.hooks import OUTPUT_INTERVAL_S, JobEventType, on_job_event
 
 log = logging.getLogger(__name__)

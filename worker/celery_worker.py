@@ -12,13 +12,13 @@ from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from kombu.entity import Queue
 
 from shared.celery_app import GENERATION_QUEUE_PREFIX, generation_queue, make_celery
-from shared.jobs import JobStore
+from shared.engine.registry import ModelRegistry
+from shared.jobs.store import JobStore
 from shared.logs import setup_logging
-from shared.registry import ModelRegistry
 from shared.settings import get_settings
 from worker.runtime import Runtime
 from worker.tasks import register_tasks
-from worker.webhooks import install as install_webhooks
+from worker.webhook_worker import install as install_webhooks
 
 settings = get_settings()
 setup_logging(settings.log_format)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 
-from shared.deliveries import notify_job_event
-from shared.jobs import JobStore
+from shared.jobs.store import JobStore
+from shared.webhooks.deliveries import notify_job_event
 
 log = logging.getLogger(__name__)
 

@@ -6,16 +6,16 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Any
 
 import redis
 
 from shared import metrics
 from shared.celery_app import renew_deliveries
-from shared.engine import SamplingParams
-from shared.jobs import Claim, ClaimOutcome, Job, JobStatus, JobStore
+from shared.engine.registry import ModelRegistry
+from shared.engine.sampling import SamplingParams
+from shared.jobs.records import Claim, ClaimOutcome, Job, JobStatus
+from shared.jobs.store import JobStore
 from shared.logs import bind_job
-from shared.registry import ModelRegistry
 from shared.settings import Settings
 from worker.batch_loop import GONE, RELEASED, ActiveJob, ModelLoop
 from worker.hooks import JobEventType, on_job_event
@@ -115,20 +115,20 @@ class Runtime:
             return active.outcome
 
     def _active(self, job: Job, claim: Claim) -> ActiveJob:
-        spec: dict[str, Any] = job.input
+        spec = job.input
         params = SamplingParams(
-            length=spec["length"],
-            temperature=spec["temperature"],
-            top_k=spec["top_k"],
-            top_p=spec["top_p"],
-            stop=tuple(spec["stop"]),
+            length=spec.length,
+            temperature=spec.temperature,
+            top_k=spec.top_k,
+            top_p=spec.top_p,
+            stop=spec.stop,
         )
         return ActiveJob(
             job_id=job.id,
             model=job.model,
             attempt=claim.attempt,
-            seed=spec["seed"],
-            unknown=spec["unknown_chars"],
+            seed=spec.seed,
+            unknown=spec.unknown_chars,
             params=params,
             random_seed=job.random_seed,
             stored=list(claim.stored),

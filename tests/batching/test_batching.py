@@ -17,9 +17,10 @@ import httpx
 import pytest
 import redis
 
-from shared.engine import SamplingParams, generate
-from shared.jobs import job_key
-from shared.registry import ModelRegistry
+from shared.engine.batch import generate
+from shared.engine.registry import ModelRegistry
+from shared.engine.sampling import SamplingParams
+from shared.jobs.keys import job_key
 from tests.conftest import ApiHandle, StartApi, StartWorker, WorkerHandle, wait_for
 from tests.service.helpers import get_job, submit, wait_progress, wait_status
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from scripts.redis_server import free_port
 from shared.client import Client
-from shared.redis_server import free_port
 from tests.conftest import ApiHandle, StartApi, StartWorker, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-LSTMGEN = [sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())"]
+LSTMGEN = [sys.executable, "-c", "import sys; from shared.client.cli import main; sys.exit(main())"]
 KEY = "cli-key"
 
 

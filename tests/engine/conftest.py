@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.loaders import load_model
-from shared.model import LSTMModel
+from shared.engine.loaders import load_model
+from shared.engine.model import LSTMModel
 from tests.conftest import SHARED
 
 

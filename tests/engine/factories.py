@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.model import LSTMModel
+from shared.engine.model import LSTMModel
 
 VOCAB = ["\n", " ", "a", "b", "c", "d", "e", ".", "é"]
 

@@ -10,18 +10,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.engine import (
+from shared.engine.batch import (
     CHUNK,
     Batch,
     Finished,
     FinishReason,
-    SamplingParams,
     generate,
     next_probabilities,
     predict,
 )
-from shared.loaders import load_model
-from shared.model import LSTMLayer, LSTMModel, Mode, UnknownCharactersError
+from shared.engine.loaders import load_model
+from shared.engine.model import LSTMLayer, LSTMModel, Mode, UnknownCharactersError
+from shared.engine.sampling import SamplingParams
 from tests.engine.factories import VOCAB, random_weights, write_ml5
 
 VOCAB_TEXT = "abcdefgh ij.\n"

@@ -21,7 +21,7 @@ def _run(*args: str, model_dir: Path | None = None) -> subprocess.CompletedProce
     if model_dir is not None:
         env["LSTMGEN_MODEL_DIR"] = str(model_dir)
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "shared.client.cli", *args],
         capture_output=True,
         text=True,
         encoding="utf-8",

@@ -8,8 +8,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from shared.engine import Batch, SamplingParams, next_probabilities
-from shared.model import ZERO_INPUT
+from shared.engine.batch import Batch, next_probabilities
+from shared.engine.model import ZERO_INPUT
+from shared.engine.sampling import SamplingParams
 from tests.engine.conftest import oracle_names
 
 pytestmark = pytest.mark.shared_models

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.engine import next_probabilities
-from shared.loaders import load_model
-from shared.model import Mode
+from shared.engine.batch import next_probabilities
+from shared.engine.loaders import load_model
+from shared.engine.model import Mode
 
 pytestmark = pytest.mark.tensorflow
 

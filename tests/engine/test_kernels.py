@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import kernels
-from shared.engine import Network, Scratch
-from shared.model import LSTMLayer, LSTMModel, Mode
+from shared.engine import kernels
+from shared.engine.model import LSTMLayer, LSTMModel, Mode
+from shared.engine.network import Network, Scratch
 
 
 def _model(sizes: list[int], vocab: int, embedding: int | None) -> LSTMModel:

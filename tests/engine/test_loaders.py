@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.engine import SamplingParams, generate, next_probabilities
-from shared.loaders import load_model
-from shared.loaders.vocab import read_vocab_file
-from shared.model import Mode, ModelLoadError
+from shared.engine.batch import generate, next_probabilities
+from shared.engine.loaders import load_model
+from shared.engine.loaders.vocab import read_vocab_file
+from shared.engine.model import Mode, ModelLoadError
+from shared.engine.sampling import SamplingParams
 from tests.engine.conftest import reference_names
 from tests.engine.factories import VOCAB, random_weights, raw_reference, write_ml5, write_tfjs
 

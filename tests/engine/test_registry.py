@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.registry import ModelRegistry, UnknownModelError
+from shared.engine.registry import ModelRegistry, UnknownModelError
 from tests.engine.factories import VOCAB, random_weights, write_ml5
 
 

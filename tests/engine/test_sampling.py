@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.sampling import (
+from shared.engine.sampling import (
     counter_uniforms,
     draw,
     probabilities,

@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from scripts.redis_server import RedisServer
 from shared import metrics
-from shared.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")

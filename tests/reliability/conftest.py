@@ -16,9 +16,10 @@ import httpx
 import redis
 
 from shared.celery_app import generation_queue
-from shared.engine import Batch, SamplingParams
-from shared.jobs import events_key, job_key
-from shared.registry import ModelRegistry
+from shared.engine.batch import Batch
+from shared.engine.registry import ModelRegistry
+from shared.engine.sampling import SamplingParams
+from shared.jobs.keys import events_key, job_key
 from tests.webhooks.conftest import receiver, start_webhook_worker
 
 __all__ = ["receiver", "start_webhook_worker"]  # fixtures shared with the webhook tests

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from shared.redis_server import RedisServer
+from scripts.redis_server import RedisServer
 from tests.conftest import StartApi, StartWorker, wait_for
 from tests.reliability.conftest import (
     broker_messages,

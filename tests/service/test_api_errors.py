@@ -8,7 +8,7 @@ import httpx
 import pytest
 import redis
 
-from shared.redis_server import free_port
+from scripts.redis_server import free_port
 from tests.conftest import ApiHandle, StartApi
 from tests.service.helpers import check_problem, get_job, submit
 

@@ -10,9 +10,10 @@ import httpx
 import pytest
 from openapi_spec_validator import validate as validate_spec
 
-from shared.engine import SamplingParams, generate, predict
-from shared.model import LSTMModel
-from shared.registry import ModelRegistry
+from shared.engine.batch import generate, predict
+from shared.engine.model import LSTMModel
+from shared.engine.registry import ModelRegistry
+from shared.engine.sampling import SamplingParams
 from tests.conftest import ApiHandle, StartApi, StartWorker, wait_for
 from tests.service.helpers import (
     check_problem,

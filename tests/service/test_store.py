@@ -7,24 +7,22 @@ import json
 import pytest
 import redis
 
-from shared.jobs import (
-    QUEUED_KEY,
+from shared.jobs.keys import QUEUED_KEY, events_key, job_key, output_key
+from shared.jobs.records import (
     ClaimOutcome,
     CreateOutcome,
     Final,
     FlushOutcome,
     JobError,
+    JobInput,
     JobStatus,
-    JobStore,
     JobTTLs,
     NewJob,
     Progress,
-    events_key,
-    job_key,
     new_job_id,
-    output_key,
-    serialize_job,
 )
+from shared.jobs.serialize import serialize_job
+from shared.jobs.store import JobStore
 from shared.settings import Settings
 
 SETTINGS = Settings(max_attempts=2, queue_ttl_s=3600, retention_s=600)
@@ -38,7 +36,7 @@ def store(redis_client: redis.Redis) -> JobStore:
 
 def new_job(owner: str = "alice", n: int = 1, job_id: str | None = None) -> NewJob:
     """Return a job as the API would store it."""
-    spec = {"model": "tiny", "seed": "a", "length": 10, "n": n}
+    spec = JobInput(model="tiny", seed="a", length=10, temperature=1.0, n=n)
     return NewJob(job_id or new_job_id(), owner, "tiny", spec, n, 42, 10 * n, "fp-" + owner)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.engine import SamplingParams, generate
-from shared.loaders import load_model
-from shared.model import Mode
+from shared.engine.batch import generate
+from shared.engine.loaders import load_model
+from shared.engine.model import Mode
+from shared.engine.sampling import SamplingParams
 
 DEFAULT = Path(__file__).resolve().parents[2] / "models" / "default"
 

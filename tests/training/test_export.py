@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.cli import main
-from shared.engine import next_probabilities
-from shared.loaders import load_model
-from shared.model import LSTMModel
+from shared.client.cli import main
+from shared.engine.batch import next_probabilities
+from shared.engine.loaders import load_model
+from shared.engine.model import LSTMModel
 from tests.conftest import write_tiny_model
 from training.errors import TrainingError
 from training.export import export_model, write_tfjs

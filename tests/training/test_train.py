@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.cli import main
-from shared.engine import next_probabilities
-from shared.loaders import load_model
-from shared.model import Mode, ModelLoadError
+from shared.client.cli import main
+from shared.engine.batch import next_probabilities
+from shared.engine.loaders import load_model
+from shared.engine.model import Mode, ModelLoadError
 from tests.training.corpora import code_like_text, write_corpus
 from training.corpus import CorpusError
 from training.errors import TrainingError

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import pytest
 import redis
 
-from shared.redis_server import RedisServer
+from scripts.redis_server import RedisServer
 from tests.conftest import BIN, ROOT, START_TIMEOUT_S, ServiceProcess, service_env, wait_for
 from tests.webhooks.receiver import Receiver
 

@@ -17,7 +17,11 @@ import pytest
 import redis
 from standardwebhooks import Webhook
 
-from shared.deliveries import (
+from shared.jobs.keys import job_key
+from shared.jobs.records import Job, JobInput, JobStatus, JobTTLs, NewJob
+from shared.jobs.store import JobStore
+from shared.settings import Settings
+from shared.webhooks.deliveries import (
     DUE_KEY,
     Delivery,
     DeliveryPendingError,
@@ -29,12 +33,17 @@ from shared.deliveries import (
     new_delivery_id,
     notify_job_event,
 )
-from shared.jobs import Job, JobStatus, JobStore, JobTTLs, NewJob, job_key
-from shared.settings import Settings
-from shared.webhooks import WebhookEvent, make_webhook_client
+from shared.webhooks.events import WebhookEvent
+from shared.webhooks.ssrf import make_webhook_client
 from tests.webhooks.conftest import SECRET_A, SECRET_B
 from tests.webhooks.receiver import Answer, Receiver, wait_for
-from worker.webhooks import Deliverer, Scheduler, SchedulerThread, parse_retry_after, retry_delay
+from worker.webhook_worker import (
+    Deliverer,
+    Scheduler,
+    SchedulerThread,
+    parse_retry_after,
+    retry_delay,
+)
 
 BASE_URL = "http://api.test"
 DELAYS = (0.2, 0.2, 0.2)
@@ -49,7 +58,7 @@ def make_job(
         "owner": "public",
         "status": JobStatus.RUNNING,
         "model": "default",
-        "input": {"seed": "a", "length": 5},
+        "input": JobInput(model="default", seed="a", length=5, temperature=1.0),
         "n": 1,
         "random_seed": 7,
         "outputs": ("",),
@@ -370,7 +379,7 @@ def test_the_job_hook_snapshots_the_stored_job(webhook_redis: redis.Redis) -> No
         id="job9",
         owner="public",
         model="default",
-        input={"seed": "a", "length": 3},
+        input=JobInput(model="default", seed="a", length=3, temperature=1.0),
         n=1,
         random_seed=1,
         total=3,

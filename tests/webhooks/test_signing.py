@@ -12,15 +12,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from shared.webhooks import (
-    WebhookEvent,
-    WebhookInputError,
-    parse_events_filter,
-    secret_key,
-    sign,
-    signed_headers,
-    wants_event,
-)
+from shared.webhooks.events import WebhookEvent, wants_event
+from shared.webhooks.signing import secret_key, sign, signed_headers
 from tests.webhooks.conftest import SECRET_A, SECRET_B
 
 BODY = json.dumps({"event": "completed", "id": "job-1", "output": "héllo"}).encode()
@@ -73,20 +66,6 @@ def test_bad_secrets_are_refused(secret: str) -> None:
 def test_secrets_without_base64_padding_are_accepted() -> None:
     unpadded = SECRET_A.rstrip("=")
     assert secret_key(unpadded) == secret_key(SECRET_A)
-
-
-def test_events_filter_parsing() -> None:
-    assert parse_events_filter(None) == tuple(WebhookEvent)
-    assert parse_events_filter(["completed", "start"]) == (
-        WebhookEvent.START,
-        WebhookEvent.COMPLETED,
-    )
-    with pytest.raises(WebhookInputError) as raised:
-        parse_events_filter(["start", "logs"])
-    assert raised.value.field == "webhook_events_filter"
-    assert "logs" in str(raised.value)
-    with pytest.raises(WebhookInputError):
-        parse_events_filter("start")
 
 
 def test_completed_is_always_wanted_the_rest_only_when_asked() -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from shared.settings import Settings
-from shared.webhooks import (
+from shared.webhooks.ssrf import (
     IPAddress,
     Resolver,
     WebhookURLError,
@@ -131,9 +131,8 @@ def test_names_are_not_mistaken_for_literals(host: str) -> None:
     ],
 )
 def test_literal_private_targets_are_refused_at_submit(url: str) -> None:
-    with pytest.raises(WebhookURLError, match="webhooks may not target it") as raised:
+    with pytest.raises(WebhookURLError, match="webhooks may not target it"):
         validate_webhook_url(url, STRICT)
-    assert raised.value.field == "webhook"
 
 
 def test_a_name_that_resolves_to_loopback_is_refused() -> None:

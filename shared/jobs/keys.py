@@ -1,0 +1,48 @@
+"""Redis keys of the job store, all under one prefix.
+
+- `job:{id}`               hash: the record (status, input, progress, timestamps, attempts, ...)
+- `job:{id}:events`        stream: `status`, `output` and `done` events (SSE ids are stream ids)
+- `job:{id}:out:{i}`       string: output of sample i, appended as it is generated
+- `jobs:queued`            sorted set: queued job ids by enqueue time (queue depth, expiry)
+- `owner:{owner}:jobs`     sorted set: job ids by creation time, per API key (listing)
+- `idem:{owner}:{sha256}`  string: the job id created with that Idempotency-Key
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "lstmgen:"
+QUEUED_KEY = PREFIX + "jobs:queued"
+
+
+def job_key(job_id: str) -> str:
+    """Return the key of a job's record hash."""
+    return f"{PREFIX}job:{job_id}"
+
+
+def events_key(job_id: str) -> str:
+    """Return the key of a job's event stream."""
+    return f"{PREFIX}job:{job_id}:events"
+
+
+def output_key(job_id: str, index: int) -> str:
+    """Return the key of output `index` of a job."""
+    return f"{PREFIX}job:{job_id}:out:{index}"
+
+
+def owner_key(owner: str) -> str:
+    """Return the key of an owner's job index."""
+    return f"{PREFIX}owner:{owner}:jobs"
+
+
+def idempotency_key(owner: str, key: str) -> str:
+    """Return the Redis key that maps an owner's Idempotency-Key to its job."""
+    return f"{PREFIX}idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def job_keys(job_id: str, n: int) -> list[str]:
+    """Return the KEYS of the per-job scripts: hash, events, queued set, outputs."""
+    return [job_key(job_id), events_key(job_id), QUEUED_KEY] + [
+        output_key(job_id, i) for i in range(n)
+    ]

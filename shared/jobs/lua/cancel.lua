@@ -1,0 +1,12 @@
+-- ARGV: retention. Returns canceled | requested | missing | the final status it already had.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status == 'queued' then
+  finalize('canceled', tonumber(ARGV[1]), '', '')
+  return 'canceled'
+end
+if status == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+  return 'requested'
+end
+return status

@@ -1,0 +1,266 @@
+"""The job store: job records in Redis, changed only by compare-and-set Lua scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from shared.jobs.keys import (
+    QUEUED_KEY,
+    events_key,
+    idempotency_key,
+    job_key,
+    job_keys,
+    output_key,
+    owner_key,
+)
+from shared.jobs.records import (
+    Claim,
+    ClaimOutcome,
+    CreateOutcome,
+    Final,
+    FlushOutcome,
+    Job,
+    JobEvent,
+    JobStatus,
+    JobTTLs,
+    NewJob,
+    Progress,
+)
+from shared.jobs.scripts import load_scripts
+from shared.jobs.serialize import job_from_hash, new_job_fields, output_event
+from shared.settings import Settings
+
+LUA = Path(__file__).parent / "lua"
+
+
+class JobStore:
+    """Job records in Redis; every status change goes through a compare-and-set script."""
+
+    def __init__(self, client: redis.Redis, ttls: JobTTLs) -> None:
+        self.client = client
+        self.ttls = ttls
+        self._scripts = load_scripts(client, LUA)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobStore:
+        """Connect to the Redis of the settings."""
+        return cls(connect(settings.redis_url), JobTTLs.from_settings(settings))
+
+    def create(
+        self, job: NewJob, *, idempotency: str | None, max_queue_depth: int
+    ) -> tuple[CreateOutcome, str]:
+        """Store a queued job unless its id or Idempotency-Key exists or the queue is full."""
+        idem = idempotency_key(job.owner, idempotency) if idempotency else job_key(job.id)
+        args: list[str | int] = [
+            job.id,
+            "1" if idempotency else "0",
+            self.ttls.active_s + self.ttls.final_s,
+            max_queue_depth,
+            self.ttls.active_s,
+            job_key(""),
+        ]
+        for name, value in new_job_fields(job).items():
+            args += [name, value]
+        keys = [job_key(job.id), events_key(job.id), QUEUED_KEY, owner_key(job.owner), idem]
+        outcome, job_id = self._scripts["create"](keys=keys, args=args)
+        return CreateOutcome(outcome), str(job_id)
+
+    def get(self, job_id: str) -> Job | None:
+        """Return a job with its output so far, or None if there is no such job."""
+        found = self.get_many([job_id])
+        return found[0] if found else None
+
+    def fingerprint_of(self, job_id: str) -> str | None:
+        """Return the request fingerprint a job was created with."""
+        value = self.client.hget(job_key(job_id), "fingerprint")
+        return None if value is None else str(value)
+
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        """Return the jobs that exist among `job_ids`, in order, each read consistently."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(job_key(job_id), "n")
+        counts = pipe.execute()
+        pipe = self.client.pipeline(transaction=True)
+        present = [(job_id, int(n)) for job_id, n in zip(job_ids, counts, strict=True) if n]
+        for job_id, n in present:
+            pipe.hgetall(job_key(job_id))
+            pipe.mget([output_key(job_id, i) for i in range(n)])
+        replies = pipe.execute()
+        jobs = []
+        for index in range(len(present)):
+            record, outputs = replies[2 * index], replies[2 * index + 1]
+            if record:
+                jobs.append(job_from_hash(record, outputs))
+        return jobs
+
+    def owned(self, job_id: str, owner: str) -> Job | None:
+        """Return a job if it exists and belongs to `owner` (others see no such job)."""
+        job = self.get(job_id)
+        return job if job is not None and job.owner == owner else None
+
+    def list_jobs(
+        self,
+        owner: str,
+        *,
+        statuses: Iterable[JobStatus] = (),
+        limit: int = 20,
+        before: tuple[float, str] | None = None,
+    ) -> tuple[list[Job], tuple[float, str] | None]:
+        """Return an owner's jobs, newest first, and the cursor of the next page."""
+        wanted = set(statuses)
+        found: list[Job] = []
+        cursor = before
+        while len(found) < limit:
+            page = self._index_page(owner, cursor, 4 * limit)
+            if not page:
+                return found, None
+            jobs = {job.id: job for job in self.get_many([job_id for job_id, _ in page])}
+            self._prune_index(owner, [job_id for job_id, _ in page if job_id not in jobs])
+            for job_id, score in page:
+                cursor = (score, job_id)
+                job = jobs.get(job_id)
+                if job is not None and (not wanted or job.status in wanted):
+                    found.append(job)
+                    if len(found) == limit:
+                        return found, cursor
+        return found, cursor
+
+    def _index_page(
+        self, owner: str, before: tuple[float, str] | None, count: int
+    ) -> list[tuple[str, float]]:
+        """Return up to `count` (id, score) entries strictly after the cursor, newest first."""
+        top: float | str = "+inf" if before is None else before[0]
+        rows: list[tuple[str, float]] = self.client.zrevrangebyscore(  # type: ignore[assignment]
+            owner_key(owner), top, "-inf", start=0, num=count + 64, withscores=True
+        )
+        if before is not None:
+            # Equal scores are ordered by id, descending: skip up to and including the cursor.
+            rows = [(m, s) for m, s in rows if s < before[0] or m < before[1]]
+        return [(str(member), float(score)) for member, score in rows[:count]]
+
+    def _prune_index(self, owner: str, gone: list[str]) -> None:
+        if gone:
+            self.client.zrem(owner_key(owner), *gone)
+
+    def cancel(self, job_id: str, n: int) -> str:
+        """Cancel a queued job now or ask its worker to stop a running one."""
+        return str(self._scripts["cancel"](keys=job_keys(job_id, n), args=[self.ttls.final_s]))
+
+    def queue_depth(self) -> int:
+        """Return how many jobs wait to start."""
+        return int(self.client.zcard(QUEUED_KEY))
+
+    def read_events(
+        self, job_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 500
+    ) -> list[JobEvent]:
+        """Return the events after stream id `after`, waiting up to `block_ms` for some."""
+        reply: Any = self.client.xread({events_key(job_id): after}, count=count, block=block_ms)
+        events: list[JobEvent] = []
+        for _stream, entries in reply or []:
+            for entry_id, entry in entries:
+                events.append(JobEvent(str(entry_id), entry["event"], entry["data"]))
+        return events
+
+    def claim(self, job_id: str, worker: str, settings: Settings) -> Claim:
+        """Move a job to running for this worker, or say why it must not run."""
+        n = self.client.hget(job_key(job_id), "n")
+        if n is None:
+            return Claim(ClaimOutcome.MISSING)
+        args: list[str | int | float] = [
+            worker,
+            settings.max_attempts,
+            settings.queue_ttl_s,
+            self.ttls.active_s,
+            self.ttls.final_s,
+        ]
+        reply = self._scripts["claim"](keys=job_keys(job_id, int(n)), args=args)
+        outcome = ClaimOutcome(str(reply[0]))
+        if outcome is ClaimOutcome.CLAIMED:
+            return Claim(outcome, int(reply[1]), tuple(int(x) for x in reply[2:]))
+        if outcome is ClaimOutcome.FINAL:
+            return Claim(outcome, final_status=JobStatus(str(reply[1])))
+        return Claim(outcome)
+
+    def flush(self, updates: Sequence[Progress]) -> list[FlushOutcome]:
+        """Write the new output and progress of running jobs in one round trip."""
+        if not updates:
+            return []
+        # One script call for all jobs: a pipeline of one call per job costs several times
+        # more CPU (client and server) when a worker flushes hundreds of jobs.
+        keys: list[str] = []
+        rows: list[list[str | int]] = []
+        for update in updates:
+            keys += job_keys(update.job_id, len(update.chunks))
+            rows.append(
+                [str(update.attempt), str(update.done), *_chunk_args(update.chunks, update.done)]
+            )
+        payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+        replies = self._scripts["flush"](keys=keys, args=[payload])
+        return [FlushOutcome(str(reply)) for reply in replies]
+
+    def finish(self, finals: Sequence[Final]) -> list[bool]:
+        """Record final states of running jobs with their last output; False where not ours."""
+        pipe = self.client.pipeline(transaction=False)
+        for final in finals:
+            update, error = final.update, final.error
+            args: list[str | int] = [
+                update.attempt,
+                final.status.value,
+                "" if error is None else error.type,
+                "" if error is None else error.message,
+                json.dumps(list(final.finish_reasons)),
+                update.done,
+                self.ttls.final_s,
+            ]
+            args += _chunk_args(update.chunks, update.done)
+            keys = job_keys(update.job_id, len(update.chunks))
+            self._scripts["finish"](keys=keys, args=args, client=pipe)
+        return [str(reply) == "ok" for reply in pipe.execute()]
+
+    def release(self, job_id: str, attempt: int, n: int) -> bool:
+        """Put a running job back in the queue, uncounted (its worker is shutting down)."""
+        return str(self._scripts["release"](keys=job_keys(job_id, n), args=[attempt])) == "ok"
+
+    def abandon(self, job_id: str, n: int, error_type: str, message: str) -> bool:
+        """End `failed` a job that is still queued (it could not be enqueued)."""
+        args: list[str | int] = [self.ttls.final_s, error_type, message]
+        return str(self._scripts["abandon"](keys=job_keys(job_id, n), args=args)) == "failed"
+
+    def expire_stale(self, queue_ttl_s: float, limit: int = 100) -> list[str]:
+        """End `expired` the jobs queued longer than the TTL; return their ids."""
+        seconds, micros = self.client.time()
+        oldest = seconds + micros / 1e6 - queue_ttl_s
+        expired = []
+        stale: list[str] = self.client.zrangebyscore(  # type: ignore[assignment]
+            QUEUED_KEY, "-inf", oldest, start=0, num=limit
+        )
+        for job_id in stale:
+            n = self.client.hget(job_key(job_id), "n") or "1"
+            args: list[str | float] = [queue_ttl_s, self.ttls.final_s, job_id]
+            if str(self._scripts["expire"](keys=job_keys(job_id, int(n)), args=args)) == "expired":
+                expired.append(str(job_id))
+        return expired
+
+
+def _chunk_args(chunks: Sequence[str], done: int) -> list[str | int]:
+    args: list[str | int] = []
+    for index, chunk in enumerate(chunks):
+        args += [chunk, output_event(index, chunk, done) if chunk else ""]
+    return args
+
+
+def connect(url: str) -> redis.Redis:
+    """Return a Redis client for the job store (strings decoded, short connect timeout)."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2.0,
+        socket_timeout=30.0,
+        health_check_interval=15,
+    )
