@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check lint format bench default-model clean
+.PHONY: install run test test-fast check lint format bench default-model clean
 
 $(STAMP): requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,11 @@ install: $(STAMP)  ## Create .venv and install everything.
 run: $(STAMP)  ## Start Redis (unless LSTMGEN_REDIS_URL is set), workers and the API; Ctrl-C stops all.
 	$(PY) scripts/run.py
 
-test: $(STAMP)  ## Run the whole test suite.
+test: $(STAMP)  ## Run every test: unit, then integration (real workers, API, browser).
 	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)  ## Run the unit tests only: in-process, a real redis-server at most.
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 check: $(STAMP)  ## Lint, format check and type check.
 	$(VENV)/bin/ruff check .

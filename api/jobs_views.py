@@ -15,7 +15,7 @@ from api.services import services
 from api.streaming import LAST_EVENT_ID, event_stream
 from api.submission import requested_wait, submit, wait_until_final
 from api.validation import read_json_object
-from shared import metrics
+from shared.jobs.lifecycle import Ended
 from shared.jobs.records import JOB_ID_PATTERN, Job, JobStatus
 from shared.jobs.serialize import serialize_job
 
@@ -83,15 +83,8 @@ def cancel_job(job_id: str) -> Response:
     job = _owned_job(job_id)
     ended_here = services().store.cancel(job.id, job.n) == "canceled"
     job = services().store.get(job.id) or job
-    if ended_here and job.completed_at is not None:  # a queued job never reaches a worker
-        metrics.record_finished(
-            services().store.client,
-            model=job.model,
-            status=job.status.value,
-            chars=0,
-            generation_s=None,
-            total_s=job.completed_at - job.created_at,
-        )
+    if ended_here:  # it was still queued: no worker will report its end
+        services().lifecycle.finished(Ended.unrun(job))
     return _job_response(job)
 
 

@@ -14,6 +14,7 @@ from api.validation import job_request_model
 from shared.celery_app import make_celery
 from shared.engine.model import LSTMModel, ModelLoadError
 from shared.engine.registry import ModelRegistry
+from shared.jobs.lifecycle import Lifecycle, service_lifecycle
 from shared.jobs.store import JobStore
 from shared.settings import Settings
 
@@ -29,16 +30,19 @@ class Services:
     celery: Celery
     models: ModelRegistry
     job_request: type[BaseModel]
+    lifecycle: Lifecycle  # told of the jobs that end here (canceled while queued)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Create the collaborators from settings (connections open lazily)."""
+        store = JobStore.from_settings(settings)
         return cls(
             settings=settings,
-            store=JobStore.from_settings(settings),
+            store=store,
             celery=make_celery(settings),
             models=ModelRegistry(settings.model_dir),
             job_request=job_request_model(settings),
+            lifecycle=service_lifecycle(store, settings.base_url),
         )
 
     def model_names(self) -> list[str]:

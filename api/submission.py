@@ -13,7 +13,7 @@ from api.services import Services
 from api.validation import check_metadata, validate
 from shared import metrics
 from shared.celery_app import GENERATE_TASK, generation_queue
-from shared.engine.model import LSTMModel, UnknownCharactersError
+from shared.engine.model import EmptySeedError, LSTMModel, UnknownCharactersError, UnknownChars
 from shared.engine.sampling import derive_random_seed
 from shared.jobs.records import CreateOutcome, Job, JobInput, NewJob, fingerprint, new_job_id
 from shared.webhooks.ssrf import validate_webhook_url
@@ -31,10 +31,10 @@ class Submitted:
     created: bool
 
 
-def check_seed(model: LSTMModel, seed: str, unknown: str, field: str = "seed") -> None:
-    """Refuse a seed with characters outside the vocabulary (as the policy says)."""
+def check_seed(model: LSTMModel, seed: str, unknown: UnknownChars, field: str = "seed") -> None:
+    """Refuse a seed with characters outside the vocabulary (as the policy says), or none known."""
     try:
-        ids = model.encode(seed or model.defaults.seed, unknown)  # type: ignore[arg-type]
+        model.encode_seed(seed, unknown)
     except UnknownCharactersError as error:
         shown = ", ".join(repr(c) for c in error.chars)
         message = (
@@ -42,8 +42,8 @@ def check_seed(model: LSTMModel, seed: str, unknown: str, field: str = "seed") -
             f"{shown} (set unknown_chars to 'drop' or 'lowercase' to accept them)"
         )
         raise invalid([FieldError(field, message)], unknown_characters=error.chars) from None
-    if not ids:
-        raise invalid([FieldError(field, "no character of the seed is in the vocabulary")])
+    except EmptySeedError as error:
+        raise invalid([FieldError(field, str(error))]) from None
 
 
 def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str) -> NewJob:

@@ -38,8 +38,8 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options={
-            # A worker renews the deliveries of its running jobs at every heartbeat (see
-            # renew_deliveries), so only the jobs of a worker that stopped come back.
+            # A worker renews the broker messages of its running jobs at every heartbeat (see
+            # renew_unacked), so only the jobs of a worker that stopped come back.
             "visibility_timeout": settings.visibility_timeout_s,
             "unacked_index_key": UNACKED_INDEX,
             # kombu sweeps for messages of dead workers only every interval * throttle
@@ -67,7 +67,7 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def renew_deliveries(client: redis.Redis, delivery_tags: Collection[str]) -> None:
+def renew_unacked(client: redis.Redis, delivery_tags: Collection[str]) -> None:
     """Tell the broker that these delivered messages are still being worked on.
 
     kombu's Redis transport hands a delivered, unacknowledged message to another worker once

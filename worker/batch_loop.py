@@ -13,27 +13,60 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import cast
+from enum import StrEnum
+from typing import Protocol, cast
 
 import redis
 
-from shared import metrics
 from shared.engine.batch import Batch, Finished, FinishReason
 from shared.engine.model import LSTMModel, UnknownChars
 from shared.engine.sampling import SamplingParams
+from shared.jobs.lifecycle import Ended, Lifecycle
 from shared.jobs.records import Final, FlushOutcome, JobError, JobStatus, Progress
-from shared.jobs.store import JobStore
-from worker.hooks import OUTPUT_INTERVAL_S, JobEventType, on_job_event
+from shared.webhooks.events import OUTPUT_EVENT_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
-RELEASED = "released"  # the job went back to the queue (the worker is shutting down)
-GONE = "gone"  # the job is no longer this worker's (ended elsewhere, redelivered, deleted)
 Key = tuple[str, int]  # (job id, sample index)
 Ending = tuple["ActiveJob", JobStatus, JobError | None]  # a job, how it ended, and why
+
+
+class RunOutcome(StrEnum):
+    """How one delivery of a job ended in this worker (what the task returns)."""
+
+    SUCCEEDED = "succeeded"  # the first five: the final status this run recorded
+    FAILED = "failed"
+    CANCELED = "canceled"
+    TIMED_OUT = "timed_out"
+    EXPIRED = "expired"
+    RELEASED = "released"  # handed back to the queue (the worker is shutting down)
+    GONE = "gone"  # no longer this worker's (ended elsewhere, redelivered, deleted)
+    MISSING = "missing"  # no such job (it expired before its message came)
+    DUPLICATE = "duplicate"  # it had ended already: a duplicate delivery
+
+    @classmethod
+    def of(cls, status: JobStatus) -> RunOutcome:
+        """Return the outcome of a run that recorded this final status."""
+        return cls(status.value)
+
+
+class LoopStore(Protocol):
+    """What a model loop needs of the job store (`JobStore`, or a fake in unit tests)."""
+
+    def flush(self, updates: Sequence[Progress]) -> list[FlushOutcome]:
+        """Write new output and progress; answer whether each job goes on."""
+        ...
+
+    def finish(self, finals: Sequence[Final]) -> list[bool]:
+        """Record final states; False where the job is no longer this attempt's."""
+        ...
+
+    def release(self, job_id: str, attempt: int, n: int) -> bool:
+        """Put a running job back in the queue."""
+        ...
 
 
 @dataclass(eq=False)
@@ -53,7 +86,7 @@ class ActiveJob:
     notify_output: bool  # emit throttled `output` events
     started: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
-    outcome: str = ""  # the final status, RELEASED or GONE, once `done` is set
+    outcome: RunOutcome = RunOutcome.GONE  # how it ended, once `done` is set
     in_batch: bool = False
     finished: dict[int, Finished] = field(default_factory=dict)
     last_output_event: float = 0.0
@@ -67,7 +100,7 @@ class ActiveJob:
         """Return the batch keys of the samples."""
         return [(self.job_id, index) for index in range(self.n)]
 
-    def end(self, outcome: str) -> None:
+    def end(self, outcome: RunOutcome) -> None:
         """Tell the waiting task thread how the job ended."""
         self.outcome = outcome
         self.done.set()
@@ -89,7 +122,8 @@ class ModelLoop:
         self,
         name: str,
         load: Callable[[], LSTMModel],
-        store: JobStore,
+        store: LoopStore,
+        lifecycle: Lifecycle,
         *,
         capacity: int,
         flush_interval_s: float,
@@ -97,6 +131,7 @@ class ModelLoop:
         self.name = name
         self._load = load
         self._store = store
+        self._lifecycle = lifecycle
         self._capacity = capacity
         self._interval = flush_interval_s
         self._inbox: queue.SimpleQueue[ActiveJob] = queue.SimpleQueue()
@@ -181,7 +216,7 @@ class ModelLoop:
         previous = self._jobs.pop(job.job_id, None)
         if previous is not None:  # a redelivery reached this same process: the new attempt wins
             self._leave(previous)
-            previous.end(GONE)
+            previous.end(RunOutcome.GONE)
         self._jobs[job.job_id] = job
         if self._batch is None or self._model is None:
             self._fail(job, JobError("model_error", self.load_error or "model unavailable"))
@@ -191,9 +226,7 @@ class ModelLoop:
             self._fail(job, JobError("invalid_input", message))
             return
         try:
-            ids = self._model.encode(job.seed or self._model.defaults.seed, job.unknown)
-            if not ids:
-                raise ValueError("the seed has no character the model knows")
+            ids = self._model.encode_seed(job.seed, job.unknown)
             for index, key in enumerate(job.keys()):
                 self._batch.add(key, ids, job.params, job.random_seed, index)
                 job.in_batch = True
@@ -295,19 +328,18 @@ class ModelLoop:
         for (job, final), recorded in zip(endings, results, strict=True):
             if recorded:
                 self._after_end(job, final)
-            job.end(final.status.value if recorded else GONE)
+            job.end(RunOutcome.of(final.status) if recorded else RunOutcome.GONE)
 
     def _after_end(self, job: ActiveJob, final: Final) -> None:
-        generation_s = time.monotonic() - job.started
-        metrics.record_finished(
-            self._store.client,
+        ended = Ended(
+            job_id=job.job_id,
             model=job.model,
-            status=final.status.value,
+            status=final.status,
             chars=final.update.done,
-            generation_s=generation_s,
             total_s=time.time() - job.created_at,
+            generation_s=time.monotonic() - job.started,
         )
-        on_job_event(self._store, job.job_id, JobEventType.COMPLETED)
+        self._lifecycle.finished(ended)
 
     def _flush(self, now: float) -> None:
         """End the jobs past their time limit, then start writing the new output of the rest."""
@@ -347,16 +379,16 @@ class ModelLoop:
             elif result is FlushOutcome.GONE:
                 self._leave(job)
                 self._jobs.pop(job.job_id, None)
-                job.end(GONE)
+                job.end(RunOutcome.GONE)
             elif any(update.chunks) and job.notify_output:
                 self._output_event(job, now)
         if canceled:
             self._end_many(canceled)
 
     def _output_event(self, job: ActiveJob, now: float) -> None:
-        if now - job.last_output_event >= OUTPUT_INTERVAL_S:
+        if now - job.last_output_event >= OUTPUT_EVENT_INTERVAL_S:
             job.last_output_event = now
-            on_job_event(self._store, job.job_id, JobEventType.OUTPUT)
+            self._lifecycle.output(job.job_id)
 
     def _release_all(self) -> None:
         """Put every job of this loop back in the queue (the worker is shutting down)."""
@@ -373,7 +405,7 @@ class ModelLoop:
                 self._store.release(job.job_id, job.attempt, job.n)
             except redis.RedisError as error:
                 log.warning("could not release job: %s", error, extra={"job_id": job.job_id})
-            job.end(RELEASED)
+            job.end(RunOutcome.RELEASED)
         self._jobs.clear()
         self._waiting.clear()
 

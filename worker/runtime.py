@@ -5,20 +5,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 
 import redis
 
 from shared import metrics
-from shared.celery_app import renew_deliveries
+from shared.celery_app import renew_unacked
 from shared.engine.registry import ModelRegistry
 from shared.engine.sampling import SamplingParams
-from shared.jobs.records import Claim, ClaimOutcome, Job, JobStatus
+from shared.jobs.lifecycle import Ended, Lifecycle, service_lifecycle
+from shared.jobs.records import Claim, ClaimOutcome, Job
 from shared.jobs.store import JobStore
 from shared.logs import bind_job
 from shared.settings import Settings
-from worker.batch_loop import GONE, RELEASED, ActiveJob, ModelLoop
-from worker.hooks import JobEventType, on_job_event
+from worker.batch_loop import ActiveJob, ModelLoop, RunOutcome
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +27,23 @@ HEARTBEAT_MISSES = 3  # a worker silent for this many periods counts as down
 class Runtime:
     """Everything one generation worker process holds: its model loops and its heartbeat."""
 
-    def __init__(self, settings: Settings, store: JobStore, models: ModelRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        models: ModelRegistry,
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.models = models
+        self.lifecycle = lifecycle or service_lifecycle(store, settings.base_url)
         self.worker_id = "unstarted"
         self._loops: dict[str, ModelLoop] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self._deliveries: dict[str, str] = {}  # running job id -> its broker delivery tag
+        self._unacked: dict[str, str] = {}  # running job id -> its broker message's delivery tag
 
     def start(self, worker_id: str, models: list[str]) -> None:
         """Load the served models, then announce the worker with a heartbeat."""
@@ -72,6 +78,7 @@ class Runtime:
                     model,
                     lambda: self.models.get(model),
                     self.store,
+                    self.lifecycle,
                     capacity=self.settings.worker_slots * self.settings.max_n,
                     flush_interval_s=self.settings.progress_interval_s,
                 )
@@ -79,39 +86,38 @@ class Runtime:
                 self._loops[model] = loop
             return loop
 
-    def run(self, job_id: str, delivery_tag: str | None = None) -> str:
+    def run(self, job_id: str, delivery_tag: str | None = None) -> RunOutcome:
         """Run one job to its end in this process's batch; return how it ended.
 
-        While it runs, the heartbeat renews its broker delivery (`delivery_tag`).
+        While it runs, the heartbeat renews its broker message (`delivery_tag`).
         """
         if delivery_tag is not None:
             with self._lock:
-                self._deliveries[job_id] = delivery_tag
+                self._unacked[job_id] = delivery_tag
         try:
             return self._run(job_id)
         finally:
             with self._lock:
-                self._deliveries.pop(job_id, None)
+                self._unacked.pop(job_id, None)
 
-    def _run(self, job_id: str) -> str:
+    def _run(self, job_id: str) -> RunOutcome:
         with bind_job(job_id):
             if self._stopping.is_set():
-                return RELEASED  # never claimed: the message goes back to the queue
+                return RunOutcome.RELEASED  # never claimed: the message goes back to the queue
             claim = self.store.claim(job_id, self.worker_id, self.settings)
             if claim.outcome is not ClaimOutcome.CLAIMED:
                 return self._not_run(job_id, claim)
             job = self.store.get(job_id)
             if job is None:
-                return GONE
-            on_job_event(self.store, job_id, JobEventType.START)
+                return RunOutcome.GONE
+            self.lifecycle.started(job_id)
             active = self._active(job, claim)
             loop = self.loop_for(job.model)
             loop.submit(active)
             while not active.done.wait(1.0):
                 if not loop.alive() and not active.done.is_set():
                     log.error("the batch loop of %s died", job.model)
-                    return GONE  # the attempt cap ends the job if this repeats
-            log.info("job ended %s", active.outcome)
+                    return RunOutcome.GONE  # the attempt cap ends the job if this repeats
             return active.outcome
 
     def _active(self, job: Job, claim: Claim) -> ActiveJob:
@@ -137,28 +143,19 @@ class Runtime:
             notify_output="output" in job.webhook_events_filter and job.webhook is not None,
         )
 
-    def _not_run(self, job_id: str, claim: Claim) -> str:
-        """Report a job the claim ended (expired, failed, canceled) or found already ended."""
-        log.info("job not run: %s", claim.final_status or claim.outcome.value)
+    def _not_run(self, job_id: str, claim: Claim) -> RunOutcome:
+        """Report a job the claim ended (expired, failed, canceled) or found ended already."""
+        if claim.outcome is ClaimOutcome.MISSING:
+            log.info("job not run: no such job")
+            return RunOutcome.MISSING
         if claim.outcome is ClaimOutcome.FINAL:
-            job = self.store.get(job_id)
-            # A job canceled while queued ends in the API; its completed event is sent here.
-            if job is None or job.status is not JobStatus.CANCELED or job.started_at is not None:
-                return claim.outcome.value
-        elif claim.outcome is ClaimOutcome.MISSING:
-            return claim.outcome.value
+            log.info("job not run: it ended %s already", claim.final_status)
+            return RunOutcome.DUPLICATE
         job = self.store.get(job_id)
-        if job is not None and claim.outcome is not ClaimOutcome.FINAL:
-            metrics.record_finished(
-                self.store.client,
-                model=job.model,
-                status=job.status.value,
-                chars=job.done,
-                generation_s=None,
-                total_s=time.time() - job.created_at,
-            )
-        on_job_event(self.store, job_id, JobEventType.COMPLETED)
-        return claim.outcome.value
+        if job is None:
+            return RunOutcome.GONE
+        self.lifecycle.finished(Ended.unrun(job))
+        return RunOutcome.of(job.status)
 
     def batches(self) -> dict[str, dict[str, int]]:
         """Return each model's batch size now and the largest it has been."""
@@ -166,18 +163,18 @@ class Runtime:
         return {name: {"size": loop.size(), "peak": loop.peak} for name, loop in loops}
 
     def _beat(self) -> None:
-        """Until the worker stops: beat, renew running jobs' deliveries, expire stale jobs."""
+        """Until the worker stops: beat, renew running jobs' broker messages, expire stale jobs."""
         period = self.settings.worker_heartbeat_s
         while not self._stopping.is_set():
             metrics.heartbeat(
                 self.store.client, self.worker_id, period * HEARTBEAT_MISSES, self.batches()
             )
             with self._lock:
-                deliveries = list(self._deliveries.values())
+                tags = list(self._unacked.values())
             try:
-                renew_deliveries(self.store.client, deliveries)
+                renew_unacked(self.store.client, tags)
             except redis.RedisError as error:
-                log.warning("could not renew %d deliveries: %s", len(deliveries), error)
+                log.warning("could not renew %d broker messages: %s", len(tags), error)
             try:
                 self._expire_stale()
             except redis.RedisError as error:
@@ -187,15 +184,6 @@ class Runtime:
     def _expire_stale(self) -> None:
         for job_id in self.store.expire_stale(self.settings.queue_ttl_s):
             with bind_job(job_id):
-                log.info("job expired after %g s in the queue", self.settings.queue_ttl_s)
                 job = self.store.get(job_id)
                 if job is not None:
-                    metrics.record_finished(
-                        self.store.client,
-                        model=job.model,
-                        status=job.status.value,
-                        chars=0,
-                        generation_s=None,
-                        total_s=time.time() - job.created_at,
-                    )
-                on_job_event(self.store, job_id, JobEventType.COMPLETED)
+                    self.lifecycle.finished(Ended.unrun(job))

@@ -8,7 +8,7 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 
 from shared.celery_app import GENERATE_TASK
-from worker.batch_loop import RELEASED
+from worker.batch_loop import RunOutcome
 from worker.runtime import Runtime
 
 
@@ -21,6 +21,6 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
         # kombu's virtual transports (Redis among them) carry the tag in the properties.
         delivery = (task.request.properties or {}).get("delivery_tag")
         outcome = runtime().run(job_id, delivery_tag=delivery)
-        if outcome == RELEASED:
+        if outcome is RunOutcome.RELEASED:
             raise Reject("worker shutting down", requeue=True)
-        return outcome
+        return outcome.value

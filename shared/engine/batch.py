@@ -345,13 +345,6 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
     return best
 
 
-def _seed_ids(model: LSTMModel, seed: str, unknown: UnknownChars) -> list[int]:
-    ids = model.encode(seed or model.defaults.seed, unknown)
-    if not ids:
-        raise ValueError("the seed has no character the model knows")
-    return ids
-
-
 def generate(
     model: LSTMModel,
     seed: str,
@@ -364,7 +357,7 @@ def generate(
     """Generate n samples from a seed (empty: the model's default seed) as one batch."""
     if n < 1:
         raise ValueError("n must be >= 1")
-    ids = _seed_ids(model, seed, unknown)
+    ids = model.encode_seed(seed, unknown)
     chosen = derive_random_seed() if random_seed is None else check_random_seed(random_seed)
     batch = Batch(model, capacity=n)
     for stream in range(n):
@@ -401,6 +394,6 @@ def predict(
     """Return the next-character distribution after a seed, most likely first."""
     if not np.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-    probs = next_probabilities(model, _seed_ids(model, seed, unknown), temperature)
+    probs = next_probabilities(model, model.encode_seed(seed, unknown), temperature)
     order = np.argsort(-probs, kind="stable")
     return [CharProbability(model.vocab[i], float(probs[i])) for i in order.tolist()]

@@ -47,6 +47,10 @@ class UnknownCharactersError(ValueError):
         super().__init__(f"characters not in the model's vocabulary: {shown}")
 
 
+class EmptySeedError(ValueError):
+    """A seed none of whose characters the model knows (after the unknown-character policy)."""
+
+
 @dataclass(frozen=True)
 class Defaults:
     """Generation defaults a model advertises (ml5's defaults unless the model says otherwise)."""
@@ -173,6 +177,13 @@ class LSTMModel:
         if missing and unknown != "drop":
             raise UnknownCharactersError(missing)
         return [known[c] for _, c in pairs if c in known]
+
+    def encode_seed(self, seed: str, unknown: UnknownChars = "error") -> list[int]:
+        """Return the ids of a seed (the default seed if empty); EmptySeedError if it has none."""
+        ids = self.encode(seed or self.defaults.seed, unknown)
+        if not ids:
+            raise EmptySeedError("the seed has no character the model knows")
+        return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         """Turn vocabulary ids back into text."""

@@ -4,7 +4,8 @@ Key layout (prefix `lstmgen:`, next to the job's own keys):
 - `job:{id}:webhooks`        hash: delivery id -> the delivery as JSON (payload, attempts, state)
 - `job:{id}:webhooks:line`   list: delivery ids waiting for their first attempt, oldest first;
                              only the head is due, so a job's events go out in order
-- `job:{id}:webhooks:gate`   string with a 500 ms TTL: an `output` event was taken (throttle)
+- `job:{id}:webhooks:gate`   string that lives OUTPUT_EVENT_INTERVAL_S: an `output` event was
+                             taken (the throttle)
 - `webhooks:due`             sorted set: "{job id}/{delivery id}" by the time it is due
 - `webhooks:wake`            list: nudges the scheduler when something is due now
 
@@ -30,7 +31,6 @@ from shared.jobs.records import Job
 from shared.jobs.scripts import load_scripts
 from shared.jobs.serialize import isoformat, serialize_job
 from shared.jobs.store import JobStore
-from shared.settings import get_settings
 from shared.webhooks.events import OUTPUT_EVENT_INTERVAL_S, WebhookEvent, wants_event
 
 log = logging.getLogger(__name__)
@@ -309,9 +309,7 @@ def emit_event(store: DeliveryStore, job: Job, event: WebhookEvent, base_url: st
     return delivery.id if added else None
 
 
-def notify_job_event(
-    jobs: JobStore, job_id: str, event: str, base_url: str | None = None
-) -> str | None:
+def notify_job_event(jobs: JobStore, job_id: str, event: WebhookEvent, base_url: str) -> str | None:
     """Queue the webhook delivery of a job event, snapshotting the job now (never raises)."""
     try:
         if not jobs.client.hget(job_key(job_id), "webhook"):
@@ -320,8 +318,7 @@ def notify_job_event(
         if job is None:
             return None
         store = DeliveryStore(jobs.client, jobs.ttls.final_s)
-        url = get_settings().base_url if base_url is None else base_url
-        return emit_event(store, job, WebhookEvent(event), url)
+        return emit_event(store, job, event, base_url)
     except Exception:
         log.warning("could not queue the %s webhook of job %s", event, job_id, exc_info=True)
         return None

@@ -1,0 +1,120 @@
+"""The `lstmgen` client verbs, run as subprocesses against the real stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from scripts.redis_server import free_port
+from shared.client import Client
+from tests.conftest import ROOT, wait_for
+from tests.integration.conftest import ApiHandle, StartApi, StartWorker
+
+LSTMGEN = [sys.executable, "-c", "import sys; from shared.client.cli import main; sys.exit(main())"]
+KEY = "cli-key"
+
+
+@pytest.fixture(scope="module")
+def stack(start_api: StartApi, start_worker: StartWorker) -> ApiHandle:
+    """Start one worker serving `tiny` and an open API."""
+    start_worker(worker_models="tiny")
+    return start_api()
+
+
+@pytest.fixture
+def api(stack: ApiHandle, redis_client: redis.Redis) -> ApiHandle:
+    """Return the open API over a flushed job store."""
+    return stack
+
+
+def lstmgen(
+    *args: str, url: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `lstmgen ARGS` (with `--url` when given) and return what it did."""
+    command = [*LSTMGEN, *args, *(["--url", url] if url else [])]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LSTMGEN_")}
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**clean, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_models_lists_the_server_models(api: ApiHandle) -> None:
+    done = lstmgen("models", url=api.url)
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split() == ["NAME", "FORMAT", "MODE", "VOCAB", "LAYERS"]
+    assert rows[0].split()[:4] == ["tiny", "ml5", "stateful", "33"]
+    one = lstmgen("models", "tiny", "--json", url=api.url)
+    assert json.loads(one.stdout)["vocab_size"] == 33
+
+
+def test_submit_wait_shows_a_progress_bar_and_prints_the_text(api: ApiHandle) -> None:
+    done = lstmgen(
+        "submit", "tiny", "--seed", "the ", "--length", "400", "--random-seed", "3", "--wait",
+        url=api.url,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.rstrip("\n")
+    assert len(text) == 400
+    assert "400/400" in done.stderr and "char" in done.stderr  # the tqdm bar
+    assert "succeeded" in done.stderr and "random_seed=3" in done.stderr
+
+
+def test_submit_follow_prints_exactly_the_generated_text(api: ApiHandle) -> None:
+    done = lstmgen("submit", "tiny", "--seed", "the ", "--length", "800", "--follow", url=api.url)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stderr.split()[1]
+    with Client(api.url) as client:
+        assert done.stdout == client.get(job_id).text + "\n"
+
+
+def test_submit_status_jobs_and_cancel(api: ApiHandle) -> None:
+    submitted = lstmgen("submit", "tiny", "--seed", "a", "--length", "100000", url=api.url)
+    job_id, status = submitted.stdout.split()
+    assert status in ("queued", "running")
+    with Client(api.url) as client:
+        wait_for(lambda: client.get(job_id).text, 30, "the first characters")
+    shown = json.loads(lstmgen("status", job_id, "--json", url=api.url).stdout)
+    assert shown["id"] == job_id and shown["status"] == "running"
+    listed = lstmgen("jobs", "--status", "running", url=api.url).stdout.splitlines()
+    assert listed[0].split()[:3] == ["ID", "STATUS", "MODEL"]
+    assert [line.split()[:3] for line in listed[1:]] == [[job_id, "running", "tiny"]]
+    canceled = lstmgen("cancel", job_id, url=api.url)  # waits until the job has stopped
+    assert canceled.returncode == 0, canceled.stderr
+    assert re.fullmatch(rf"{job_id} canceled \(\d+/100000 characters\)\n", canceled.stdout)
+    status_text = lstmgen("status", job_id, url=api.url).stdout
+    assert status_text.startswith(f"job {job_id} canceled")
+
+
+def test_errors_are_one_plain_line(api: ApiHandle) -> None:
+    bad = lstmgen("submit", "tiny", "--temperature", "99", url=api.url)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("lstmgen submit: error: 422 Invalid request")
+    assert "temperature" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    missing = lstmgen("status", "nosuchjob", url=api.url)
+    assert missing.returncode == 2 and "404 Not found" in missing.stderr
+    down = lstmgen("jobs", url=f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 2 and "cannot reach the server" in down.stderr
+
+
+def test_url_api_key_and_model_default_from_settings(api: ApiHandle, start_api: StartApi) -> None:
+    keyed = start_api(api_keys=KEY, default_model="tiny")
+    env = {"LSTMGEN_PUBLIC_URL": keyed.url}
+    denied = lstmgen("jobs", env=env)
+    assert denied.returncode == 2 and "401" in denied.stderr
+    done = lstmgen("submit", "--length", "5", "--wait", env={**env, "LSTMGEN_API_KEY": KEY})
+    assert done.returncode == 0, done.stderr  # no model named: the server's default
+    flag = lstmgen("jobs", "--api-key", KEY, "--json", env=env)
+    assert len(json.loads(flag.stdout)["jobs"]) == 1

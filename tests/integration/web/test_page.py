@@ -1,0 +1,174 @@
+"""The web page in headless Chromium against the real stack: generate, stream, cancel, errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from shared.client import Client
+from tests.conftest import wait_for
+from tests.integration.client.cutting_proxy import CuttingProxy
+from tests.integration.conftest import ApiHandle, StartApi, StartWorker
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+KEY = "browser-key"
+LONG = 100_000  # characters: runs for many seconds with the tiny model
+
+
+@pytest.fixture(scope="module")
+def stack(start_api: StartApi, start_worker: StartWorker) -> ApiHandle:
+    """Start one worker serving `tiny` and an open API."""
+    start_worker(worker_models="tiny")
+    return start_api()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Launch the system's headless Chromium once for the module."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing (CI installs the chromium package)")
+        pytest.skip(f"{CHROMIUM} is missing")
+    with sync_playwright() as playwright:
+        found = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield found
+        found.close()
+
+
+@pytest.fixture
+def page(browser: Browser, redis_client: redis.Redis) -> Iterator[Page]:
+    """Open a fresh browser context (empty localStorage) over a flushed job store."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    context.close()
+    assert errors == [], "JavaScript errors on the page"
+
+
+def choose_model(page: Page, name: str) -> None:
+    """Wait for the model list and pick `name`."""
+    page.wait_for_selector(f"#model option[value='{name}']", state="attached")
+    page.select_option("#model", name)
+
+
+def test_generate_streams_text_and_cancel_keeps_it(
+    page: Page, stack: ApiHandle, tmp_path: Path
+) -> None:
+    page.goto(stack.url)
+    choose_model(page, "tiny")
+    expect(page.locator("#model-props")).to_contain_text("33 characters")
+    expect(page.locator("#model-props")).to_contain_text("32 units")
+
+    page.fill("#seed", "the ")
+    page.fill("#length", "300")
+    page.click("#generate")
+    status, output = page.locator("#job-status"), page.locator("#output-text")
+    expect(status).to_have_text("succeeded")
+    expect(page.locator("#progress-text")).to_have_text("300 of 300 characters")
+    expect(page.locator("#output-seed")).to_have_text("the ")
+    job_id = page.locator("#job-id").text_content() or ""
+    with Client(stack.url) as client:
+        assert output.text_content() == client.get(job_id).text
+    expect(page.locator("#job-metrics")).to_contain_text("chars/s")
+    expect(page.locator("#jobs-body tr").first).to_contain_text(job_id[:8])
+    expect(page.locator("#jobs-body tr").first).to_contain_text("succeeded")
+
+    page.fill("#length", str(LONG))
+    page.click("#generate")
+    expect(status).to_have_text("running")
+    expect(output).to_have_text(re.compile(r".{20,}", re.S))  # text arrives while it runs
+    seen = len(output.text_content() or "")
+    wait_for(lambda: len(output.text_content() or "") > seen, 20, "more text to stream in")
+    expect(status).to_have_text("running")
+    expect(page.locator("#generate")).to_be_disabled()
+    long_id = page.locator("#job-id").text_content() or ""
+
+    page.locator("#jobs-body tr", has_text=job_id[:8]).click()  # look at the first job...
+    expect(page.locator("#job-id")).to_have_text(job_id)
+    page.locator("#jobs-body tr", has_text=long_id[:8]).click()  # ...and follow the long one again
+    expect(page.locator("#job-id")).to_have_text(long_id)
+    wait_for(lambda: len(output.text_content() or "") > seen, 20, "the text to stream again")
+    followed = output.text_content() or ""
+
+    page.click("#cancel")
+    expect(status).to_have_text("canceled")
+    expect(page.locator("#generate")).to_be_enabled()
+    with Client(stack.url) as client:
+        job = client.get(long_id)
+    assert job.status == "canceled" and 0 < len(job.text) < LONG
+    assert job.text.startswith(followed)  # following again neither lost nor repeated text
+    assert output.text_content() == job.text
+    expect(page.locator("#jobs-body tr").first).to_contain_text("canceled")
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_a_cut_stream_resumes_without_losing_text(page: Page, stack: ApiHandle) -> None:
+    proxy = CuttingProxy(stack.port, cut_after=1500).start()
+    try:
+        page.goto(proxy.url)
+        choose_model(page, "tiny")
+        page.fill("#length", "5000")
+        page.click("#generate")
+        expect(page.locator("#job-status")).to_have_text("succeeded")
+    finally:
+        proxy.stop()
+    assert proxy.cut_done == 1
+    first, resumed = proxy.seen  # the page reconnected once, from the last event it had
+    assert b"last-event-id:" not in first.lower() and b"last-event-id:" in resumed.lower()
+    job_id = page.locator("#job-id").text_content() or ""
+    with Client(stack.url) as client:
+        assert page.locator("#output-text").text_content() == client.get(job_id).text
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def test_api_errors_are_shown_in_plain_words(page: Page, stack: ApiHandle) -> None:
+    page.goto(stack.url)
+    choose_model(page, "tiny")
+    page.fill("#length", "0")
+    page.click("#generate")
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(page.locator("#error-title")).to_have_text("Invalid request")
+    expect(page.locator("#error-fields")).to_contain_text("length: Input should be greater")
+    expect(page.locator("#length")).to_have_class(re.compile(r"\binvalid\b"))
+    page.fill("#length", "10")
+    expect(page.locator("#length")).not_to_have_class(re.compile(r"\binvalid\b"))
+    page.click("#generate")
+    expect(error).to_be_hidden()
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+
+
+def test_api_key_is_asked_for_saved_and_sent(
+    page: Page, stack: ApiHandle, start_api: StartApi
+) -> None:
+    keyed = start_api(api_keys=KEY)
+    page.goto(keyed.url)
+    expect(page.locator("#error-title")).to_have_text("This server needs an API key.")
+    page.fill("#api-key", KEY)
+    page.click("#key-form button")
+    choose_model(page, "tiny")
+    expect(page.locator("#error")).to_be_hidden()
+    page.fill("#length", "20")
+    page.click("#generate")
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    expect(page.locator("#jobs-body tr")).to_have_count(1)
+    page.reload()
+    expect(page.locator("#api-key")).to_have_value(KEY)
+    expect(page.locator("#jobs-body tr")).to_have_count(1)
+    expect(page.locator("#jobs-body tr").first).to_contain_text("succeeded")
