@@ -8,9 +8,10 @@ from pydantic import BaseModel
 
 from api import delivery_views
 from api.streaming import LAST_EVENT_ID
-from api.validation import EVENT_TYPES, MAX_TEMPERATURE, PredictRequest
+from api.validation import MAX_TEMPERATURE, PredictRequest
 from shared.jobs.records import JOB_ID_PATTERN, JobStatus
 from shared.settings import Settings
+from shared.webhooks.events import WebhookEvent
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -86,7 +87,7 @@ def _job_schema() -> dict[str, Any]:
             "webhook": {"type": ["string", "null"]},
             "webhook_events_filter": {
                 "type": "array",
-                "items": {"type": "string", "enum": list(EVENT_TYPES)},
+                "items": {"type": "string", "enum": [event.value for event in WebhookEvent]},
             },
             "metadata": {"type": "object"},
         }

@@ -6,12 +6,13 @@ import json
 from typing import Annotated, Any, Literal
 
 from flask import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, WithJsonSchema
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.problems import FieldError, Problem, invalid
 from shared.engine.sampling import MAX_RANDOM_SEED
 from shared.settings import Settings
+from shared.webhooks.events import ALL_EVENTS, WebhookEvent
 
 MAX_TEMPERATURE = 5.0
 MAX_TOP_K = 100_000
@@ -20,10 +21,14 @@ MAX_STOP_CHARS = 100
 MAX_METADATA_BYTES = 4096
 MAX_WEBHOOK_CHARS = 2048
 MAX_MODEL_NAME = 128
-EVENT_TYPES = ("start", "output", "completed")
 UnknownCharsPolicy = Literal["error", "drop", "lowercase"]
-EventType = Literal["start", "output", "completed"]
-ALL_EVENTS: list[EventType] = ["start", "output", "completed"]
+# The event names as JSON strings (strict mode alone would want enum instances), inline in
+# the schema rather than a $ref to a definition of their own.
+EventName = Annotated[
+    WebhookEvent,
+    Strict(False),
+    WithJsonSchema({"type": "string", "enum": [event.value for event in WebhookEvent]}),
+]
 StopSequence = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
 JSON_TYPES = ("application/json", "application/problem+json")
 
@@ -99,9 +104,9 @@ def job_request_model(settings: Settings) -> type[BaseModel]:
             max_length=MAX_WEBHOOK_CHARS,
             description="URL that receives the job on its events.",
         )
-        webhook_events_filter: list[EventType] = Field(
+        webhook_events_filter: list[EventName] = Field(
             default_factory=lambda: list(ALL_EVENTS),
-            max_length=len(EVENT_TYPES),
+            max_length=len(ALL_EVENTS),
             description="Events sent to the webhook (`completed` is always sent).",
         )
         metadata: dict[str, Any] = Field(

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures: the engine, batching, the service end to end, load."""

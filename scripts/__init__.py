@@ -1,0 +1,1 @@
+"""Tools of `make run`, the tests and the benchmarks: the stack runner, a local redis-server."""

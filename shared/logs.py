@@ -127,39 +127,25 @@ def setup_logging(log_format: LogFormat = "json", level: str = "INFO") -> None:
     """Configure the process's logging: one stderr handler in the chosen format."""
     logging.config.dictConfig(logging_config(log_format, level))
     logging.captureWarnings(True)
-    _keep_celery_from_reconfiguring()
-
-
-def _keep_celery_from_reconfiguring() -> None:
-    # A Celery worker sets up logging itself (and resets the root level to its --loglevel)
-    # unless someone handles its `setup_logging` signal: handle it by doing nothing. Our tasks
-    # take the job id first, so Celery's own lines about a task carry it too.
-    try:
-        from celery import signals
-    except ImportError:
-        return
-    signals.setup_logging.connect(_ignore_celery_setup, weak=False)
-    signals.task_prerun.connect(_bind_task_job, weak=False)
-    signals.task_postrun.connect(_unbind_task_job, weak=False)
-
-
-def _ignore_celery_setup(**_: Any) -> None:
-    """Leave the logging configured by setup_logging() as it is."""
 
 
 # Keyed by thread too: a redelivered message can run in a second thread under the same task id.
 _task_tokens: dict[tuple[str, int], contextvars.Token[str | None]] = {}
 
 
-def _bind_task_job(task_id: str, task: Any, args: Any = (), **_: Any) -> None:
-    """Bind the job id (first argument of every lstmgen task) while a task runs."""
+def bind_task_job(task_id: str, task: Any, args: Any = ()) -> None:
+    """Bind the job id (first argument of every lstmgen task) while a task runs.
+
+    A Celery worker calls this and `unbind_task_job` from its task signals, so that Celery's
+    own lines about a task carry the job id too.
+    """
     name = getattr(task, "name", "") or ""
     if name.startswith("lstmgen.") and args and isinstance(args[0], str):
         _task_tokens[(task_id, threading.get_ident())] = _job_id.set(args[0])
 
 
-def _unbind_task_job(task_id: str, **_: Any) -> None:
-    """Undo _bind_task_job once the task has ended."""
+def unbind_task_job(task_id: str) -> None:
+    """Undo bind_task_job once the task has ended."""
     token = _task_tokens.pop((task_id, threading.get_ident()), None)
     if token is not None:
         _job_id.reset(token)

@@ -1,0 +1,1 @@
+"""The Celery workers: generation (a batch loop per model) and webhook delivery (`--webhooks`)."""

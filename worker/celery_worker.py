@@ -1,27 +1,28 @@
-"""Celery worker entry point: `celery -A worker.celery_worker worker`.
+"""Celery worker entry point: `celery -A worker.celery_worker worker [--webhooks]`.
 
 Consumes the queues of the models in LSTMGEN_WORKER_MODELS (all models when empty) with a
-thread pool of LSTMGEN_WORKER_SLOTS; `-Q` overrides the queues.
+thread pool of LSTMGEN_WORKER_SLOTS; `-Q` overrides the queues. Every Celery signal this
+process handles is connected here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery import signals
 from kombu.entity import Queue
 
+from shared import logs
 from shared.celery_app import GENERATION_QUEUE_PREFIX, generation_queue, make_celery
 from shared.engine.registry import ModelRegistry
 from shared.jobs.store import JobStore
-from shared.logs import setup_logging
 from shared.settings import get_settings
 from worker.runtime import Runtime
 from worker.tasks import register_tasks
-from worker.webhook_worker import install as install_webhooks
+from worker.webhook_worker import WebhookRole
 
 settings = get_settings()
-setup_logging(settings.log_format)
+logs.setup_logging(settings.log_format)
 models = ModelRegistry(settings.model_dir)
 served = list(settings.worker_models) or list(models.names())
 
@@ -29,12 +30,36 @@ app = make_celery(settings)
 app.conf.task_queues = [Queue(generation_queue(name)) for name in served]  # type: ignore[no-untyped-call]
 runtime = Runtime(settings, JobStore.from_settings(settings), models)
 register_tasks(app, lambda: runtime)
-install_webhooks(app, settings)  # `--webhooks`: deliver webhooks instead of generating
+webhooks = WebhookRole(app, settings)  # `--webhooks`: deliver webhooks instead of generating
 
 
-@worker_ready.connect  # type: ignore[untyped-decorator]
-def _start_runtime(sender: Any, **_: Any) -> None:
-    """Load the models of the consumed queues, then start the heartbeat."""
+@signals.setup_logging.connect  # type: ignore[untyped-decorator]
+def _keep_our_logging(**_: Any) -> None:
+    """Keep the logging set up above (Celery would reset it to its own --loglevel)."""
+
+
+@signals.task_prerun.connect  # type: ignore[untyped-decorator]
+def _bind_job(task_id: str, task: Any, args: Any = (), **_: Any) -> None:
+    """Tag the log lines of a running task with its job id."""
+    logs.bind_task_job(task_id, task, args)
+
+
+@signals.task_postrun.connect  # type: ignore[untyped-decorator]
+def _unbind_job(task_id: str, **_: Any) -> None:
+    """Stop tagging once the task has ended."""
+    logs.unbind_task_job(task_id)
+
+
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
+def _choose_queues(sender: Any, **_: Any) -> None:
+    """Consume only the webhook queue under `--webhooks`."""
+    webhooks.select_queue(sender)
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _start(sender: Any, **_: Any) -> None:
+    """Load the models of the consumed queues and start the heartbeat, or the webhook scheduler."""
+    webhooks.start(sender)
     queues = sender.app.amqp.queues.consume_from or {}
     names = [
         q[len(GENERATION_QUEUE_PREFIX) :] for q in queues if q.startswith(GENERATION_QUEUE_PREFIX)
@@ -43,13 +68,14 @@ def _start_runtime(sender: Any, **_: Any) -> None:
         runtime.start(str(sender.hostname), sorted(names))
 
 
-@worker_shutting_down.connect  # type: ignore[untyped-decorator]
+@signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]
 def _hand_back_jobs(**_: Any) -> None:
     """Put running jobs back in the queue so another worker continues them."""
     runtime.begin_shutdown()
 
 
-@worker_shutdown.connect  # type: ignore[untyped-decorator]
-def _stop_runtime(**_: Any) -> None:
-    """Stop the loops and withdraw the heartbeat."""
+@signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _stop(**_: Any) -> None:
+    """Stop the loops, withdraw the heartbeat, stop the webhook scheduler."""
     runtime.stop()
+    webhooks.stop()

@@ -17,6 +17,7 @@ from shared.jobs.records import Claim, ClaimOutcome, Job
 from shared.jobs.store import JobStore
 from shared.logs import bind_job
 from shared.settings import Settings
+from shared.webhooks.events import WebhookEvent
 from worker.batch_loop import ActiveJob, ModelLoop, RunOutcome
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,8 @@ class Runtime:
             stored=list(claim.stored),
             time_limit_s=self.settings.job_time_limit_s,
             created_at=job.created_at,
-            notify_output="output" in job.webhook_events_filter and job.webhook is not None,
+            notify_output=job.webhook is not None
+            and WebhookEvent.OUTPUT in job.webhook_events_filter,
         )
 
     def _not_run(self, job_id: str, claim: Claim) -> RunOutcome:

@@ -23,7 +23,6 @@ import click
 import httpx
 import redis
 from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from shared import metrics
 from shared.celery_app import WEBHOOK_QUEUE, WEBHOOK_TASK
@@ -328,47 +327,44 @@ def start_scheduler(app: Celery, settings: Settings) -> SchedulerThread:
     return running
 
 
-def consumes_webhook_queue(consumer: Any) -> bool:
-    """Return whether a worker's consumer reads the webhook queue."""
-    queues = getattr(getattr(consumer, "task_consumer", None), "queues", None) or []
-    return any(queue.name == WEBHOOK_QUEUE for queue in queues)
+class WebhookRole:
+    """The webhook side of a worker process: the delivery task, `--webhooks`, the scheduler.
 
-
-def install(app: Celery, settings: Settings) -> None:
-    """Give a worker app the webhook task and the `--webhooks` option.
-
-    `celery -A worker.celery_worker worker --webhooks` then consumes only `lstmgen.webhooks`
-    and runs the retry scheduler; so does any worker given `-Q lstmgen.webhooks`.
+    `celery -A worker.celery_worker worker --webhooks` consumes only `lstmgen.webhooks` and
+    runs the retry scheduler; so does any worker given `-Q lstmgen.webhooks`. The worker's
+    entry module calls these methods from its Celery signals.
     """
-    for secret in settings.webhook_secrets:
-        secret_key(secret)  # a malformed secret stops the worker now, not at the first event
-    register_webhook_task(app, settings)
-    app.user_options["worker"].add(
-        click.Option(
-            ["--webhooks"],
-            is_flag=True,
-            default=False,
-            help="Deliver webhooks: consume only the lstmgen.webhooks queue.",
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        for secret in settings.webhook_secrets:
+            secret_key(secret)  # a malformed secret stops the worker now, not at the first event
+        self.app = app
+        self.settings = settings
+        self._scheduler: SchedulerThread | None = None
+        register_webhook_task(app, settings)
+        app.user_options["worker"].add(
+            click.Option(
+                ["--webhooks"],
+                is_flag=True,
+                default=False,
+                help="Deliver webhooks: consume only the lstmgen.webhooks queue.",
+            )
         )
-    )
-    running: list[SchedulerThread] = []
 
-    def select_queue(sender: Any, **_: Any) -> None:
-        if sender.options.get("webhooks"):
-            sender.app.amqp.queues.select([WEBHOOK_QUEUE])
+    def select_queue(self, worker: Any) -> None:
+        """Consume only the webhook queue when the worker was started with `--webhooks`."""
+        if worker.options.get("webhooks"):
+            worker.app.amqp.queues.select([WEBHOOK_QUEUE])
 
-    def start(sender: Any, **_: Any) -> None:
-        if WEBHOOK_QUEUE in (sender.app.amqp.queues.consume_from or {}):
-            warn_if_private_allowed(settings, log)
-            if not settings.webhook_secrets:
+    def start(self, consumer: Any) -> None:
+        """Start the retry scheduler if this worker consumes the webhook queue."""
+        if WEBHOOK_QUEUE in (consumer.app.amqp.queues.consume_from or {}):
+            warn_if_private_allowed(self.settings, log)
+            if not self.settings.webhook_secrets:
                 log.warning("no LSTMGEN_WEBHOOK_SECRETS: webhooks are sent unsigned")
-            running.append(start_scheduler(app, settings))
+            self._scheduler = start_scheduler(self.app, self.settings)
 
-    def stop(**_: Any) -> None:
-        for thread in running:
-            thread.stop()
-
-    # Strong references: these closures live only in the signal registry.
-    worker_init.connect(select_queue, weak=False)
-    worker_ready.connect(start, weak=False)
-    worker_shutdown.connect(stop, weak=False)
+    def stop(self) -> None:
+        """Stop the scheduler, if it runs."""
+        if self._scheduler is not None:
+            self._scheduler.stop()

@@ -1,7 +1,4 @@
-"""The Python client of the lstmgen HTTP API, and the `lstmgen` command line.
-
-Used by people and scripts; no service process imports it.
-"""
+"""The HTTP client of the API and the `lstmgen` command; for people and scripts, not services."""
 
 from shared.client.http import (
     ApiError,

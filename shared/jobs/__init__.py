@@ -1,4 +1,1 @@
-"""The job store: job records and their enums, Redis keys, serialisation and Lua scripts.
-
-Used by the API (create, read, cancel) and the workers (claim, flush, finish).
-"""
+"""The job store: records, enums, keys, Lua scripts, the lifecycle; for the API and the workers."""

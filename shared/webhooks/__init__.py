@@ -1,4 +1,1 @@
-"""Webhooks: event names, signing, the SSRF guard and delivery records.
-
-Used by the API (URL checks, delivery listings) and the workers (events, deliveries).
-"""
+"""Webhooks: event names, signing, the SSRF guard, delivery records; for the API and the workers."""
