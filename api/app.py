@@ -16,6 +16,7 @@ from api import (
     request_logs,
     web_views,
 )
+from api.cors import init_cors
 from api.problems import register_problem_handlers
 from api.services import EXTENSION, Services
 from shared.settings import Settings
@@ -38,16 +39,17 @@ def create_app(settings: Settings) -> Flask:
         jobs_views.bp,
         delivery_views.bp,
         models_views.bp,
-        compat_views.bp,
         health_views.bp,
     ):
         app.register_blueprint(blueprint)
     app.register_blueprint(metrics_views.bp)
     app.register_blueprint(web_views.bp)
+    compat_views.init_app(app)
+    init_cors(app, settings)
     if settings.api_keys:
         log.info("API keys required (%d configured)", len(settings.api_keys))
-    else:
-        log.warning(
+    else:  # settings refuse to listen beyond localhost without keys
+        log.info(
             "no API keys configured: anyone who can reach %s may call the API, so it "
             "listens on localhost only",
             settings.base_url,

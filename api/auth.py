@@ -13,6 +13,8 @@ from shared.jobs.records import owner_of
 
 def authenticate() -> None:
     """Resolve the caller's owner id into `g.owner`, or answer 401 (a before-request hook)."""
+    if request.method == "OPTIONS":
+        return  # a CORS preflight carries no credentials; the request that follows does
     keys = services().settings.api_keys
     if not keys:
         g.owner = owner_of(None)

@@ -1,10 +1,15 @@
-"""`GET /generate`: the route of the Node server this service replaces, answered synchronously."""
+"""The Node server this service replaces: `GET /?inputText=...` on any path, and `/generate`.
+
+Its clients send `inputText`, `model`, `outputLength` (and `temperature`) as query parameters
+and read `{"generated": text}`, the text after the seed. Any GET outside `/v1/` that carries
+`inputText` is answered that way; `/` without it stays the web page.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from api.auth import authenticate, current_owner
 from api.problems import FieldError, Problem, invalid
@@ -13,7 +18,6 @@ from api.submission import submit, wait_until_final
 from shared.jobs.records import JobStatus
 
 bp = Blueprint("compat", __name__)
-bp.before_request(authenticate)
 
 # Query parameter -> job field; problems name the parameter the caller sent.
 PARAMETERS = {
@@ -26,7 +30,12 @@ FIELDS = {field: parameter for parameter, field in PARAMETERS.items()}
 
 
 def _payload() -> dict[str, Any]:
-    payload: dict[str, Any] = {}
+    settings = services().settings
+    payload: dict[str, Any] = {
+        "model": settings.compat_model or settings.default_model,
+        "length": settings.compat_length,
+        "temperature": settings.compat_temperature,
+    }
     errors = []
     for parameter, field in PARAMETERS.items():
         value = request.args.get(parameter)
@@ -56,9 +65,9 @@ def _renamed(problem: Problem) -> Problem:
     return problem
 
 
-@bp.get("/generate")
-def generate() -> Response:
+def answer_node_request() -> Response:
     """Generate text and answer `{"generated": text}` (the seed not included)."""
+    authenticate()
     try:
         job = submit(services(), current_owner(), _payload()).job
     except Problem as problem:
@@ -80,3 +89,23 @@ def generate() -> Response:
         "generation-failed",
         extra={"job_id": job.id},
     )
+
+
+@bp.get("/generate")
+def generate() -> Response:
+    """Answer the Node server's query at its `/generate` path (no `inputText`: the default seed)."""
+    return answer_node_request()
+
+
+def _node_client() -> Response | None:
+    """Answer a Node client's `GET <any path>?inputText=...` before any route does."""
+    node_style = request.method == "GET" and "inputText" in request.args
+    if node_style and not request.path.startswith("/v1/"):
+        return answer_node_request()
+    return None
+
+
+def init_app(app: Flask) -> None:
+    """Register the route and the hook that answer the Node server's clients."""
+    app.register_blueprint(bp)
+    app.before_request(_node_client)

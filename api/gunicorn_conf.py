@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared.logs import logging_config
+from typing import Any
+
+from shared.logs import announce, logging_config
 from shared.settings import get_settings
 
 _settings = get_settings()
@@ -21,3 +23,8 @@ logconfig_dict = logging_config(_settings.log_format)
 # The compatibility route carries the seed in the query string (up to max_seed_chars), so the
 # request line is not capped here; bodies are capped by the app (max_body_bytes).
 limit_request_line = 0
+
+
+def when_ready(server: Any) -> None:
+    """Say the API is listening (gunicorn calls this once its sockets are bound)."""
+    announce("api up at %s (%d processes)", _settings.base_url, _settings.api_processes)

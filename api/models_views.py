@@ -18,7 +18,7 @@ bp.before_request(authenticate)
 
 def _describe(name: str) -> dict[str, Any]:
     model = services().load_model(name)
-    return {**model.properties(), "name": name}
+    return {**model.properties(), "name": services().resolve(name)}
 
 
 @bp.get("")

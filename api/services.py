@@ -49,8 +49,13 @@ class Services:
         """Return the names of the models the service can run."""
         return list(self.models.names())
 
+    def resolve(self, name: str) -> str:
+        """Return the model a requested name stands for (itself unless it is an alias)."""
+        return self.settings.aliases.get(name, name)
+
     def load_model(self, name: str, *, field: str | None = None) -> LSTMModel:
-        """Return a loaded model; unknown: 422 naming `field`, or 404 without one."""
+        """Return a loaded model (aliases followed); unknown: 422 naming `field`, else 404."""
+        name = self.resolve(name)
         if name not in self.model_names():
             if field is None:
                 raise not_found(f"model {name!r}")

@@ -75,7 +75,7 @@ def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str
     return NewJob(
         id=job_id,
         owner=owner,
-        model=request.model,
+        model=services.resolve(request.model),
         input=job_input,
         n=request.n,
         random_seed=derive_random_seed() if random_seed is None else random_seed,

@@ -10,6 +10,15 @@ bp = Blueprint("web", __name__, static_folder="static", static_url_path="/web")
 CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'"
 
 
+@bp.get("/lstmgen.js")
+def client_module() -> Response:
+    """Serve the JavaScript client (an ES module with ml5's charRNN surface)."""
+    response = bp.send_static_file("lstmgen.js")
+    response.headers["Content-Type"] = "text/javascript; charset=utf-8"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 @bp.get("/")
 def index() -> Response:
     """Serve the single-page UI."""

@@ -20,6 +20,7 @@ import redis
 
 from scripts.redis_server import RedisServer, free_port
 from shared.engine.registry import ModelRegistry
+from shared.logs import setup_logging
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ log = logging.getLogger("lstmgen.run")
 
 def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start one child process of the stack in its own process group."""
-    log.info("starting %s: %s", name, " ".join(command))
+    log.debug("starting %s: %s", name, " ".join(command))
     return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
 
 
@@ -58,9 +59,12 @@ def redis_reachable(url: str) -> bool:
         client.close()
 
 
-def stack_commands(settings: Settings) -> list[tuple[str, list[str]]]:
+def stack_commands(settings: Settings, quiet: bool) -> list[tuple[str, list[str]]]:
     """Return the (name, command) of every service process, workers before the API."""
-    celery = [str(BIN / "celery"), "-A", "worker.celery_worker", "worker", "--loglevel", "INFO"]
+    banner = ["--quiet"] if quiet else []  # the console shows one line per process instead
+    celery = [
+        str(BIN / "celery"), "-A", "worker.celery_worker", *banner, "worker", "--loglevel", "INFO",
+    ]  # fmt: skip
     commands = [
         (f"generation worker {i + 1}", [*celery, "--hostname", f"gen{i + 1}@%h"])
         for i in range(settings.workers)
@@ -73,9 +77,11 @@ def stack_commands(settings: Settings) -> list[tuple[str, list[str]]]:
 
 def main() -> int:
     """Start the stack, print its URL, and wait for Ctrl-C."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s run: %(message)s")
     settings = Settings()
-    env = dict(os.environ)
+    # A person at a terminal gets short lines unless they chose a format (json in production).
+    log_format = settings.log_format if "log_format" in settings.model_fields_set else "console"
+    setup_logging(log_format)
+    env = {**os.environ, "LSTMGEN_LOG_FORMAT": log_format}
     models = ModelRegistry(settings.model_dir).names()
     if not models:
         log.error("no models in %s: run `make default-model` first", settings.model_dir)
@@ -84,7 +90,7 @@ def main() -> int:
     if "LSTMGEN_REDIS_URL" not in os.environ:
         redis_server = RedisServer(ROOT / "var" / "redis", port=default_redis_port()).start()
         env["LSTMGEN_REDIS_URL"] = redis_server.url
-        log.info("started redis-server at %s (append-only file in var/redis)", redis_server.url)
+        log.info("redis-server up at %s (append-only file in var/redis)", redis_server.url)
     elif not redis_reachable(settings.redis_url):
         log.error("LSTMGEN_REDIS_URL=%s is not reachable", settings.redis_url)
         return 1
@@ -93,7 +99,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        for name, command in stack_commands(settings):
+        for name, command in stack_commands(settings, quiet=log_format == "console"):
             children.append(start(name, command, env))
         if wait_ready(settings.base_url, children, stop):
             log.info(

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-LogFormat = Literal["json", "text"]
+LogFormat = Literal["json", "text", "console"]
 
 # The job the current thread (or asyncio task) is working on; set with bind_job().
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("lstmgen_job_id", default=None)
@@ -24,6 +24,13 @@ _STANDARD_ATTRS = frozenset(
 )
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(job_id)s] %(message)s"
+# Requests that health checks and `make run` repeat every few seconds: not worth a line each.
+POLL_PATHS = ("/readyz", "/healthz")
+# Lines saying a process is up and serving (see announce()).
+UP_LOGGER = "lstmgen.up"
+# In the console format only these loggers speak below WARNING: processes up, jobs started
+# and ended.
+CONSOLE_LOGGERS = (UP_LOGGER, "lstmgen.run", "shared.jobs.lifecycle")
 
 
 @contextmanager
@@ -44,6 +51,11 @@ def bind_job_token(job_id: str) -> contextvars.Token[str | None]:
 def unbind_job_token(token: contextvars.Token[str | None]) -> None:
     """Undo a `bind_job_token`."""
     _job_id.reset(token)
+
+
+def announce(message: str, *args: object) -> None:
+    """Log that a process is up and serving (shown in every format, the console one included)."""
+    logging.getLogger(UP_LOGGER).info(message, *args)
 
 
 def current_job_id() -> str | None:
@@ -98,28 +110,71 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+class ConsoleFormatter(logging.Formatter):
+    """Format a record as a short line for the terminal of `make run`: time, job, message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as one short line, the job id's first 8 characters first."""
+        line = super().format(record)
+        job_id = getattr(record, "job_id", None) or _job_id.get()
+        if job_id:
+            line = line.replace(" ", f" {job_id[:8]} ", 1)
+        if record.levelno >= logging.WARNING:
+            line += f" ({record.levelname.lower()}, {record.name})"
+        return line
+
+
+class PollFilter(logging.Filter):
+    """Drop the access-log lines of health and readiness polls."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every line but a poll's."""
+        message = record.getMessage()
+        return not any(f'"GET {path} ' in message for path in POLL_PATHS)
+
+
+FORMATTERS: dict[LogFormat, str] = {
+    "json": "shared.logs.JsonFormatter",
+    "text": "shared.logs.TextFormatter",
+    "console": "shared.logs.ConsoleFormatter",
+}
+
+
 def logging_config(log_format: LogFormat = "json", level: str = "INFO") -> dict[str, Any]:
-    """Return a `logging.config.dictConfig` mapping (also fit for gunicorn's `logconfig_dict`)."""
-    formatter = "shared.logs.JsonFormatter" if log_format == "json" else "shared.logs.TextFormatter"
+    """Return a `logging.config.dictConfig` mapping (also fit for gunicorn's `logconfig_dict`).
+
+    `console` is for a person watching `make run`: warnings, plus one line per job start and
+    end; `json` (production) and `text` keep every line at `level`.
+    """
+    quiet = log_format == "console"
+    others = "WARNING" if quiet else level
+    loggers = {
+        # Gunicorn and Celery attach their own handlers; route them through ours instead.
+        name: {"level": others, "handlers": [], "propagate": True}
+        for name in ("gunicorn.error", "gunicorn.access", "celery", "celery.task")
+    }
+    loggers.update({name: {"level": level} for name in CONSOLE_LOGGERS})
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"job_id": {"()": "shared.logs.JobIdFilter"}},
-        "formatters": {"default": {"()": formatter}},
+        "filters": {
+            "job_id": {"()": "shared.logs.JobIdFilter"},
+            "polls": {"()": "shared.logs.PollFilter"},
+        },
+        "formatters": {"default": {"()": FORMATTERS[log_format]}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stderr",
                 "formatter": "default",
-                "filters": ["job_id"],
+                "filters": ["job_id", "polls"],
             }
         },
-        "root": {"level": level, "handlers": ["stderr"]},
-        # Gunicorn and Celery attach their own handlers; route them through ours instead.
-        "loggers": {
-            name: {"level": level, "handlers": [], "propagate": True}
-            for name in ("gunicorn.error", "gunicorn.access", "celery", "celery.task")
-        },
+        "root": {"level": others, "handlers": ["stderr"]},
+        "loggers": loggers,
     }
 
 

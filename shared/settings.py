@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.logs import LogFormat
+
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -29,6 +31,13 @@ class Settings(BaseSettings):
     # Who may call.
     api_keys: CommaList = []  # empty: no auth, localhost only
     api_key: str = ""  # the key the client and CLI send (server side: api_keys)
+    cors_origins: CommaList = []  # origins whose pages may call the API; `*`: any (no cookies)
+
+    # The Node server's `GET /?inputText=...` (and its clients' model names).
+    compat_model: str = ""  # model when a request names none; empty: default_model
+    compat_length: int = Field(100, ge=1)  # outputLength when a request sends none
+    compat_temperature: float = Field(0.75, ge=0)  # temperature when a request sends none
+    model_aliases: CommaList = []  # "old=new" pairs: a job naming `old` runs model `new`
 
     # Limits on one request.
     max_length: int = Field(100_000, ge=1)  # characters generated per sample
@@ -77,10 +86,16 @@ class Settings(BaseSettings):
         "43200",
     ]  # seconds before each retry; sums to more than a day
 
-    log_format: Literal["json", "text"] = "json"
+    log_format: LogFormat = "json"  # console: short lines for a terminal (`make run`)
 
     @field_validator(
-        "api_keys", "worker_models", "webhook_secrets", "webhook_retry_schedule", mode="before"
+        "api_keys",
+        "cors_origins",
+        "model_aliases",
+        "worker_models",
+        "webhook_secrets",
+        "webhook_retry_schedule",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -94,6 +109,25 @@ class Settings(BaseSettings):
         for part in value:
             if float(part) < 0:
                 raise ValueError("retry delays must be >= 0 seconds")
+        return value
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _check_aliases(cls, value: list[str]) -> list[str]:
+        for pair in value:
+            old, sep, new = pair.partition("=")
+            if not (sep and old.strip() and new.strip()):
+                raise ValueError(f"model aliases are old=new pairs, not {pair!r}")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and (
+                not origin.startswith(("http://", "https://")) or origin.count("/") != 2
+            ):
+                raise ValueError(f"CORS origins are scheme://host[:port] or *, not {origin!r}")
         return value
 
     @field_validator("webhook_secrets")
@@ -119,6 +153,12 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """Return the URL clients use to reach the API."""
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Return the model aliases as a mapping from old name to model name."""
+        pairs = (pair.partition("=") for pair in self.model_aliases)
+        return {old.strip(): new.strip() for old, _, new in pairs}
 
     @property
     def retry_delays(self) -> list[float]:

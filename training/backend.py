@@ -7,6 +7,13 @@ import os
 # Must be set before TensorFlow loads; users can still override it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
+from training.errors import TrainingError
+
+try:
+    import keras
+except ModuleNotFoundError as missing:  # `make run` installs only what serving needs
+    raise TrainingError(
+        "tensorflow", "not installed: run `make install-train` (requirements-train.txt)"
+    ) from missing
 
 __all__ = ["keras"]

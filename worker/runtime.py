@@ -8,7 +8,7 @@ import threading
 
 import redis
 
-from shared import metrics
+from shared import logs, metrics
 from shared.celery_app import renew_unacked
 from shared.engine.registry import ModelRegistry
 from shared.engine.sampling import SamplingParams
@@ -54,7 +54,7 @@ class Runtime:
             loop.ready.wait()
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
-        log.info("worker %s serves %s", worker_id, ", ".join(models) or "no model")
+        logs.announce("generation worker %s up (models: %s)", worker_id, ", ".join(models))
 
     def begin_shutdown(self) -> None:
         """Stop taking jobs: the loops hand theirs back to the queue (safe in a signal handler)."""

@@ -24,7 +24,7 @@ import httpx
 import redis
 from celery import Celery
 
-from shared import metrics
+from shared import logs, metrics
 from shared.celery_app import WEBHOOK_QUEUE, WEBHOOK_TASK
 from shared.jobs.records import JobTTLs
 from shared.jobs.store import connect
@@ -323,7 +323,7 @@ def start_scheduler(app: Celery, settings: Settings) -> SchedulerThread:
     store = deliverer(settings).store
     running = SchedulerThread(Scheduler(store, publish))
     running.start()
-    log.info("webhook scheduler started")
+    logs.announce("webhook worker up: webhook scheduler started")
     return running
 
 

@@ -6,16 +6,21 @@
 const KEY_STORAGE = "lstmgen.apiKey";
 const MODEL_STORAGE = "lstmgen.model";
 const FINAL = new Set(["succeeded", "failed", "canceled", "timed_out", "expired"]);
-const FIELDS = ["model", "seed", "temperature", "length", "top_k", "top_p", "random_seed"];
+const FIELDS = ["model", "seed", "temperature", "length", "n", "top_k", "top_p", "random_seed", "stop"];
 const MAX_STREAM_RETRIES = 6;
+const PREDICT_DELAY_MS = 150; // typing pause before the next-character chart is asked for
+const PREDICT_TOP = 20; // bars in the chart
+const SAMPLE_SEPARATOR = "\n\n"; // between samples in the copied or downloaded output
+const VISIBLE = { " ": "␣", "\n": "⏎", "\t": "⇥" };
 
 const $ = (id) => document.getElementById(id);
 
 const state = {
   job: null, // the job shown in the output panel
   abort: null, // AbortController of the stream being followed
-  textNode: null, // the Text node generated characters are appended to
+  texts: [], // one Text node per sample, that its generated characters are appended to
   models: [],
+  predict: { timer: 0, ticket: 0, abort: null }, // the chart's pending and latest requests
 };
 
 // ---------------------------------------------------------------- API access
@@ -52,8 +57,8 @@ async function problemFrom(response) {
 }
 
 // Paths are relative so the page also works behind a proxy that mounts it under a prefix.
-async function api(method, path, body) {
-  const init = { method, headers: headers(), cache: "no-store" };
+async function api(method, path, body, signal) {
+  const init = { method, headers: headers(), cache: "no-store", signal };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -130,7 +135,8 @@ function showError(error) {
     const name = field.replace(/_/g, " ");
     item.textContent = field ? `${name}: ${message || "invalid value"}` : message;
     list.append(item);
-    const input = FIELDS.includes(field) ? $(field) : null;
+    const base = field.replace(/\[.*$/, ""); // "stop[2]" marks the stop sequences box
+    const input = FIELDS.includes(base) ? $(base) : null;
     if (input) input.classList.add("invalid");
   }
   $("error").hidden = false;
@@ -196,6 +202,18 @@ async function showModel(name) {
     $("temperature").value = defaults.temperature;
     $("temperature-value").textContent = defaults.temperature;
   }
+  schedulePredict();
+}
+
+// The server's sample limit is in its OpenAPI document; the input keeps 16 if it cannot be read.
+async function loadLimits() {
+  try {
+    const spec = await api("GET", "openapi.json");
+    const max = spec?.components?.schemas?.JobRequest?.properties?.n?.maximum;
+    if (Number.isInteger(max) && max >= 1) $("n").max = String(max);
+  } catch {
+    // an old server or a proxy without the document: the server still checks n
+  }
 }
 
 function element(tag, text, className) {
@@ -222,12 +240,26 @@ function requestBody() {
   };
   const optional = {
     length: numberField("length", (v) => Number(v)),
+    n: numberField("n", (v) => Number(v)),
     top_k: numberField("top_k", (v) => Number(v)),
     top_p: numberField("top_p", (v) => Number(v)),
     random_seed: numberField("random_seed", (v) => Number(v)),
   };
   for (const [key, value] of Object.entries(optional)) if (value !== undefined) body[key] = value;
+  const stop = stopSequences($("stop").value);
+  if (stop.length) body.stop = stop;
   return body;
+}
+
+// One stop sequence per line, empty lines skipped; limits are left to the server, which names them.
+function stopSequences(raw) {
+  return raw.split(/\r\n|\r|\n/).filter((line) => line !== "").map(unescapeStop);
+}
+
+// A textarea line cannot hold a newline, so "\n" and "\t" stand for one ("\\" for a backslash).
+function unescapeStop(line) {
+  const meaning = { n: "\n", t: "\t", "\\": "\\" };
+  return line.replace(/\\([nt\\])/g, (_, letter) => meaning[letter]);
 }
 
 async function generate(event) {
@@ -269,18 +301,78 @@ async function cancel() {
 function showJob(job) {
   state.job = job;
   $("job-id").textContent = job.id;
-  $("output-seed").textContent = job.input?.seed ?? "";
-  state.textNode = document.createTextNode(outputText(job));
-  $("output-text").replaceChildren(state.textNode);
+  renderOutputs(job);
   renderStatus(job.status);
   renderProgress(job.progress?.done ?? 0, job.progress?.total ?? 0, job.status);
   renderMetrics(FINAL.has(job.status) ? job : null);
   highlightRow();
 }
 
-function outputText(job) {
-  if (Array.isArray(job.output)) return job.output[0] ?? "";
-  return job.output ?? "";
+// The job's samples as a list: `output` is a string when n == 1 and a list when n > 1.
+function outputsOf(job) {
+  const n = job.input?.n ?? (Array.isArray(job.output) ? job.output.length : 1);
+  const given = Array.isArray(job.output) ? job.output : [job.output ?? ""];
+  return Array.from({ length: Math.max(1, n) }, (_, i) => given[i] ?? "");
+}
+
+function finishReasons(job) {
+  if (Array.isArray(job.finish_reason)) return job.finish_reason;
+  return job.finish_reason ? [job.finish_reason] : [];
+}
+
+// One sample keeps the single output box; several get one pane each, side by side.
+function renderOutputs(job) {
+  const outputs = outputsOf(job);
+  const seed = job.input?.seed ?? "";
+  const several = outputs.length > 1;
+  $("output").hidden = several;
+  $("panes").hidden = !several;
+  if (several) {
+    const reasons = finishReasons(job);
+    const panes = outputs.map((text, i) => samplePane(job.id, i, seed, text, reasons[i]));
+    state.texts = panes.map((pane) => pane.text);
+    $("panes").replaceChildren(...panes.map((pane) => pane.node));
+    $("output-seed").textContent = "";
+    $("output-text").replaceChildren();
+  } else {
+    state.texts = [document.createTextNode(outputs[0])];
+    $("output-seed").textContent = seed;
+    $("output-text").replaceChildren(state.texts[0]);
+    $("panes").replaceChildren();
+  }
+  $("copy-output").disabled = false;
+  $("download-output").disabled = false;
+  $("copy-state").textContent = "";
+}
+
+// A pane of one sample: title, finish reason once known, its own copy and download buttons.
+function samplePane(jobId, index, seed, text, reason) {
+  const node = document.createElement("article");
+  node.className = "pane";
+  node.dataset.index = String(index);
+  const finish = element("span", reason ?? "", `badge finish ${reason ?? ""}`);
+  finish.hidden = !reason;
+  finish.title = reason === "stop" ? "ended on a stop sequence" : "reached the length";
+  const status = element("span", "", "copy-state muted small");
+  status.setAttribute("aria-live", "polite");
+  const textNode = document.createTextNode(text);
+  const copy = element("button", "Copy", "secondary compact");
+  copy.type = "button";
+  copy.addEventListener("click", () => copyText(textNode.data, status));
+  const download = element("button", "Download", "secondary compact");
+  download.type = "button";
+  download.addEventListener("click", () => downloadText(textNode.data, `lstmgen-${jobId}-${index + 1}.txt`));
+  const head = document.createElement("div");
+  head.className = "pane-head";
+  head.append(element("span", `Sample ${index + 1}`, "pane-title"), finish, element("span", "", "spacer"));
+  head.append(status, copy, download);
+  const generated = element("span", "", "pane-output");
+  generated.append(textNode);
+  const box = document.createElement("pre");
+  box.className = "text pane-text";
+  box.append(element("span", seed, "seed"), generated);
+  node.append(head, box);
+  return { node, text: textNode };
 }
 
 function renderStatus(status) {
@@ -388,7 +480,7 @@ async function follow(jobId) {
   const abort = new AbortController();
   state.abort = abort;
   setBusy(true);
-  state.textNode.data = ""; // the stream replays the job's output from its start
+  for (const text of state.texts) text.data = ""; // the stream replays the job's output from its start
   let lastId = null;
   let failures = 0;
   let finished = false;
@@ -452,7 +544,7 @@ function handleEvent(event) {
   if (event.event === "output") {
     const stream = typeof data === "object" ? data.stream ?? 0 : 0;
     const text = typeof data === "object" ? data.text ?? "" : String(data);
-    if (stream === 0) appendText(text);
+    appendText(stream, text);
     if (typeof data === "object" && typeof data.done === "number") {
       renderProgress(data.done, state.job.progress?.total ?? 0, "running");
     }
@@ -464,11 +556,144 @@ function handleEvent(event) {
   }
 }
 
-function appendText(text) {
-  const box = $("output");
+function appendText(stream, text) {
+  const node = state.texts[stream];
+  if (!node) return;
+  const box = node.parentElement.closest("pre");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
-  state.textNode.appendData(text);
+  node.appendData(text);
   if (atBottom) box.scrollTop = box.scrollHeight; // follow the text unless the reader scrolled up
+}
+
+// ---------------------------------------------------------------- copy and download
+
+function wholeOutput() {
+  return state.texts.map((text) => text.data).join(SAMPLE_SEPARATOR);
+}
+
+// The clipboard needs a secure context and the reader's permission: say so when it is refused.
+async function copyText(text, status) {
+  try {
+    if (!navigator.clipboard?.writeText) throw new Error("no clipboard API");
+    await navigator.clipboard.writeText(text);
+    status.textContent = "Copied.";
+  } catch {
+    status.textContent = "Copying is not allowed here: select the text and press Ctrl+C.";
+  }
+}
+
+function downloadText(text, filename) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000); // the download may read the blob after click()
+}
+
+// ---------------------------------------------------------------- next-character chart
+
+// Ask again once typing pauses, rather than on every keystroke.
+function schedulePredict() {
+  clearTimeout(state.predict.timer);
+  $("chart").classList.add("stale");
+  state.predict.timer = setTimeout(predictNext, PREDICT_DELAY_MS);
+}
+
+// Only the latest request may draw: older ones are aborted, and their ticket no longer matches.
+async function predictNext() {
+  const model = $("model").value;
+  if (!model) {
+    $("chart").classList.remove("stale");
+    return;
+  }
+  state.predict.abort?.abort();
+  const abort = new AbortController();
+  state.predict.abort = abort;
+  const ticket = ++state.predict.ticket;
+  const body = { seed: $("seed").value, temperature: Number($("temperature").value), top: PREDICT_TOP };
+  try {
+    const answer = await api("POST", `v1/models/${encodeURIComponent(model)}/predict`, body, abort.signal);
+    if (ticket === state.predict.ticket) drawChart(answer);
+  } catch (error) {
+    if (ticket === state.predict.ticket && !abort.signal.aborted) chartProblem(error);
+  }
+}
+
+// Errors stay in the chart area: a seed the model cannot read is normal while typing.
+function chartProblem(error) {
+  let words;
+  const fields = error instanceof ApiError ? fieldErrors(error.problem) : [];
+  if (fields.length) words = fields.map(({ field, message }) => `${field || "request"}: ${message}`).join(" ");
+  else words = error instanceof ApiError ? plainWords(error).filter(Boolean).join(" ") : String(error);
+  $("chart").replaceChildren();
+  $("chart").classList.remove("stale");
+  $("chart-caption").textContent = "";
+  $("chart-message").textContent = words;
+  $("chart-message").hidden = false;
+}
+
+function visibleChar(char) {
+  if (VISIBLE[char]) return VISIBLE[char];
+  const code = char.codePointAt(0);
+  if (code < 32 || code === 127) return `U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
+  return char;
+}
+
+function percent(probability) {
+  return `${(probability * 100).toFixed(1)}%`;
+}
+
+function svg(tag, attributes = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  return node;
+}
+
+// Horizontal bars, most likely first; bar lengths are relative to the likeliest character.
+function drawChart(answer) {
+  const rows = answer.probabilities ?? [];
+  const area = $("chart");
+  const width = Math.max(240, area.clientWidth || 340);
+  const rowHeight = 18;
+  const chart = svg("svg", {
+    class: "chart-svg",
+    viewBox: `0 0 ${width} ${rows.length * rowHeight}`,
+    role: "img",
+    "aria-label": rows.map((row) => `${visibleChar(row.char)} ${percent(row.probability)}`).join(", "),
+  });
+  const largest = rows[0]?.probability || 1;
+  rows.forEach((row, index) => chart.append(barRow(row, row.probability / largest, index, width, rowHeight)));
+  area.replaceChildren(chart);
+  area.classList.remove("stale");
+  const seed = [...(answer.seed ?? "")];
+  const tail = seed.slice(-18).map(visibleChar).join("");
+  const cut = seed.length > 18 ? "…" : "";
+  $("chart-caption").textContent = `after “${cut}${tail}” at ${Number(answer.temperature).toFixed(2)}`;
+  $("chart-message").hidden = rows.length > 0;
+  $("chart-message").textContent = rows.length ? "" : "The model gave no characters.";
+}
+
+function barRow({ char, probability }, share, index, width, height) {
+  const labelWidth = 34;
+  const percentWidth = 54;
+  const barWidth = width - labelWidth - percentWidth;
+  const middle = height / 2;
+  const group = svg("g", { class: index === 0 ? "bar top" : "bar", transform: `translate(0 ${index * height})` });
+  const title = svg("title");
+  title.textContent = `${JSON.stringify(char)}: ${(probability * 100).toFixed(3)}%`;
+  const label = svg("text", { class: "bar-label", x: labelWidth - 8, y: middle, "text-anchor": "end" });
+  label.textContent = visibleChar(char);
+  const track = svg("rect", { class: "bar-track", x: labelWidth, y: 3, width: barWidth, height: height - 6, rx: 3 });
+  const fill = svg("rect", {
+    class: "bar-fill", x: labelWidth, y: 3, width: Math.max(1, share * barWidth).toFixed(1), height: height - 6, rx: 3,
+  });
+  const value = svg("text", { class: "bar-pct", x: width - 2, y: middle, "text-anchor": "end" });
+  value.textContent = percent(probability);
+  group.append(title, label, track, fill, value);
+  return group;
 }
 
 // ---------------------------------------------------------------- recent jobs
@@ -553,13 +778,20 @@ function start() {
   $("key-form").addEventListener("submit", saveKey);
   $("generate-form").addEventListener("submit", generate);
   $("cancel").addEventListener("click", cancel);
+  $("copy-output").addEventListener("click", () => copyText(wholeOutput(), $("copy-state")));
+  $("download-output").addEventListener("click", () => {
+    if (state.job) downloadText(wholeOutput(), `lstmgen-${state.job.id}.txt`);
+  });
+  $("seed").addEventListener("input", schedulePredict);
   $("refresh-jobs").addEventListener("click", refreshJobs);
   $("model").addEventListener("change", (event) => showModel(event.target.value));
   $("temperature").addEventListener("input", (event) => {
     event.target.dataset.touched = "1";
     $("temperature-value").textContent = event.target.value;
+    schedulePredict();
   });
   for (const field of FIELDS) $(field).addEventListener("input", () => $(field).classList.remove("invalid"));
+  loadLimits();
   loadModels();
   refreshJobs();
 }

@@ -98,9 +98,10 @@ class JobLog(Listener):
     def finished(self, ended: Ended) -> None:
         """Log the end with its figures."""
         log.info(
-            "job ended %s (%d characters)",
+            "job ended %s: %d characters, %.2f s after submission",
             ended.status.value,
             ended.chars,
+            ended.total_s,
             extra={"job_id": ended.job_id},
         )
 

@@ -4,10 +4,16 @@
 start `celery` and `gunicorn` subprocesses; keyword arguments are settings fields
 (`worker_slots=4` becomes `LSTMGEN_WORKER_SLOTS=4`). Everything they start stops at the end of
 the test module.
+
+Tests that race a job (cancel it, kill or stop its worker, time it out, deliver it twice) hold
+the other side with a barrier instead of trusting timing: `paused(worker)` freezes a worker's
+whole process group (SIGSTOP, then SIGCONT however the block ends) and `wait_record` waits for
+what Redis records about a job, such as `cancel_requested` or a second attempt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,9 +28,11 @@ import pytest
 import redis
 
 from scripts.redis_server import RedisServer, free_port
+from shared.jobs.keys import job_key
 from tests.conftest import BIN, ROOT, wait_for
 
 START_TIMEOUT_S = 180.0  # the first worker may compile the engine's kernels
+STOPPED_STATES = frozenset("TtZX")  # /proc states of a thread that runs no more code
 
 
 @dataclass
@@ -62,6 +70,37 @@ class ServiceProcess:
         self.signal(signal.SIGKILL)
         self.process.wait(10)
 
+    def pids(self) -> list[int]:
+        """Return the processes of the group (the process and whatever it started)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                stat = _read_stat(entry / "stat")
+                if stat is not None and int(stat[2]) == self.process.pid:
+                    found.append(int(entry.name))
+        return found
+
+    def stopped(self) -> bool:
+        """Return whether every thread of every process of the group is stopped."""
+        for pid in self.pids():
+            for task in Path(f"/proc/{pid}/task").glob("*/stat"):
+                stat = _read_stat(task)
+                if stat is not None and stat[0] not in STOPPED_STATES:
+                    return False
+        return True
+
+    @contextlib.contextmanager
+    def paused(self, timeout: float = 10.0) -> Iterator[None]:
+        """Stop the whole group (SIGSTOP) for the block; it continues (SIGCONT) however the
+        block ends, so a failing test leaves no frozen process to the next one."""
+        self.signal(signal.SIGSTOP)
+        try:
+            # kill() only queues the signal: wait until no thread can run any more.
+            wait_for(self.stopped, timeout, f"{self.name} {self.process.pid} to stop")
+            yield
+        finally:
+            self.signal(signal.SIGCONT)
+
 
 @dataclass
 class WorkerHandle(ServiceProcess):
@@ -84,6 +123,20 @@ class WorkerHandle(ServiceProcess):
         finally:
             client.close()
         return self
+
+    def blocked_in_redis(self, client: redis.Redis) -> bool:
+        """Return whether one of this worker's Redis connections waits in a blocking command.
+
+        A stopped worker's BRPOP stays pending in Redis until its timeout (kombu: 1 s), and
+        Redis hands a message pushed meanwhile to that connection: the frozen worker would hold
+        it, unseen, until it continues. Once this is False, a paused worker receives nothing.
+        """
+        ports = _local_tcp_ports(self.pids())
+        for entry in client.client_list():
+            _, _, port = str(entry.get("addr", "")).rpartition(":")
+            if "b" in str(entry.get("flags", "")) and port.isdigit() and int(port) in ports:
+                return True
+        return False
 
 
 @dataclass
@@ -124,6 +177,73 @@ class ApiHandle(ServiceProcess):
         for client in self.clients:
             client.close()
         super().stop(timeout)
+
+
+def _read_stat(path: Path) -> list[str] | None:
+    """Return the fields of a /proc stat file after the command name (state first), or None
+    if the process or thread is gone."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def _local_tcp_ports(pids: list[int]) -> set[int]:
+    """Return the local ports of the TCP sockets these processes hold."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:["):
+                        inodes.add(link[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[9] in inodes:
+                    ports.add(int(fields[1].rpartition(":")[2], 16))
+    return ports
+
+
+def job_record(client: redis.Redis, job_id: str) -> dict[str, str]:
+    """Return a job's record hash in Redis (`lstmgen:job:{id}`), empty if there is none."""
+    found: dict[str, str] = client.hgetall(job_key(job_id))  # type: ignore[assignment]
+    return found
+
+
+def wait_record(
+    client: redis.Redis, job_id: str, timeout: float = 30.0, **fields: str
+) -> dict[str, str]:
+    """Wait until a job's record in Redis holds these field values; return the record.
+
+    `client` must decode responses (the `redis_client` fixture does).
+    """
+
+    def holds() -> dict[str, str] | None:
+        found = job_record(client, job_id)
+        return found if all(found.get(k) == v for k, v in fields.items()) else None
+
+    wanted = ", ".join(f"{k}={v}" for k, v in fields.items())
+    record: dict[str, str] = wait_for(holds, timeout, f"job {job_id} to record {wanted}")
+    return record
+
+
+def wait_running(
+    client: redis.Redis, job_id: str, attempt: int = 1, timeout: float = 30.0
+) -> dict[str, str]:
+    """Wait until this attempt of a job runs and has flushed output; return its record."""
+
+    def running() -> dict[str, str] | None:
+        found = job_record(client, job_id)
+        started = found.get("status") == "running" and found.get("attempts") == str(attempt)
+        return found if started and int(found.get("done", "0")) > 0 else None
+
+    record: dict[str, str] = wait_for(running, timeout, f"attempt {attempt} of {job_id} to run")
+    return record
 
 
 def service_env(redis_url: str, model_dir: Path, settings: dict[str, Any]) -> dict[str, str]:

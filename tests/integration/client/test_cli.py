@@ -14,16 +14,27 @@ import redis
 from scripts.redis_server import free_port
 from shared.client import Client
 from tests.conftest import ROOT, wait_for
-from tests.integration.conftest import ApiHandle, StartApi, StartWorker
+from tests.integration.conftest import (
+    ApiHandle,
+    StartApi,
+    StartWorker,
+    WorkerHandle,
+    wait_record,
+)
 
 LSTMGEN = [sys.executable, "-c", "import sys; from shared.client.cli import main; sys.exit(main())"]
 KEY = "cli-key"
 
 
 @pytest.fixture(scope="module")
-def stack(start_api: StartApi, start_worker: StartWorker) -> ApiHandle:
-    """Start one worker serving `tiny` and an open API."""
-    start_worker(worker_models="tiny")
+def worker(start_worker: StartWorker) -> WorkerHandle:
+    """Start the one worker serving `tiny`."""
+    return start_worker(worker_models="tiny")
+
+
+@pytest.fixture(scope="module")
+def stack(start_api: StartApi, worker: WorkerHandle) -> ApiHandle:
+    """Start an open API in front of the worker."""
     return start_api()
 
 
@@ -33,16 +44,25 @@ def api(stack: ApiHandle, redis_client: redis.Redis) -> ApiHandle:
     return stack
 
 
+def lstmgen_command(*args: str, url: str | None = None) -> list[str]:
+    """Return the command line of `lstmgen ARGS` (with `--url` when given)."""
+    return [*LSTMGEN, *args, *(["--url", url] if url else [])]
+
+
+def lstmgen_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Return the environment of an `lstmgen` run: ours without LSTMGEN_*, plus `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LSTMGEN_")}
+    return {**clean, "PYTHONPATH": str(ROOT), **(env or {})}
+
+
 def lstmgen(
     *args: str, url: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """Run `lstmgen ARGS` (with `--url` when given) and return what it did."""
-    command = [*LSTMGEN, *args, *(["--url", url] if url else [])]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LSTMGEN_")}
     return subprocess.run(
-        command,
+        lstmgen_command(*args, url=url),
         cwd=ROOT,
-        env={**clean, "PYTHONPATH": str(ROOT), **(env or {})},
+        env=lstmgen_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -79,20 +99,41 @@ def test_submit_follow_prints_exactly_the_generated_text(api: ApiHandle) -> None
         assert done.stdout == client.get(job_id).text + "\n"
 
 
-def test_submit_status_jobs_and_cancel(api: ApiHandle) -> None:
+def test_submit_status_jobs_and_cancel(
+    api: ApiHandle, worker: WorkerHandle, redis_client: redis.Redis
+) -> None:
     submitted = lstmgen("submit", "tiny", "--seed", "a", "--length", "100000", url=api.url)
     job_id, status = submitted.stdout.split()
     assert status in ("queued", "running")
     with Client(api.url) as client:
         wait_for(lambda: client.get(job_id).text, 30, "the first characters")
-    shown = json.loads(lstmgen("status", job_id, "--json", url=api.url).stdout)
-    assert shown["id"] == job_id and shown["status"] == "running"
-    listed = lstmgen("jobs", "--status", "running", url=api.url).stdout.splitlines()
-    assert listed[0].split()[:3] == ["ID", "STATUS", "MODEL"]
-    assert [line.split()[:3] for line in listed[1:]] == [[job_id, "running", "tiny"]]
-    canceled = lstmgen("cancel", job_id, url=api.url)  # waits until the job has stopped
-    assert canceled.returncode == 0, canceled.stderr
-    assert re.fullmatch(rf"{job_id} canceled \(\d+/100000 characters\)\n", canceled.stdout)
+    # The tiny model writes 100,000 characters in a second or two: with its worker stopped the
+    # job is necessarily still running for `status` and `jobs`, and the cancel is recorded
+    # before the worker can take another step.
+    with worker.paused():
+        shown = json.loads(lstmgen("status", job_id, "--json", url=api.url).stdout)
+        assert shown["id"] == job_id and shown["status"] == "running"
+        listed = lstmgen("jobs", "--status", "running", url=api.url).stdout.splitlines()
+        assert listed[0].split()[:3] == ["ID", "STATUS", "MODEL"]
+        assert [line.split()[:3] for line in listed[1:]] == [[job_id, "running", "tiny"]]
+        cancel = subprocess.Popen(  # waits (up to 5 s) until the job has stopped
+            lstmgen_command("cancel", job_id, url=api.url),
+            cwd=ROOT,
+            env=lstmgen_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_record(redis_client, job_id, cancel_requested="1")
+        except BaseException:
+            cancel.kill()
+            cancel.communicate()
+            raise
+    # The worker continues and sees the request at its next flush (0.1 s).
+    stdout, stderr = cancel.communicate(timeout=60)
+    assert cancel.returncode == 0, stderr
+    assert re.fullmatch(rf"{job_id} canceled \(\d+/100000 characters\)\n", stdout)
     status_text = lstmgen("status", job_id, url=api.url).stdout
     assert status_text.startswith(f"job {job_id} canceled")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -16,8 +17,20 @@ from shared.engine.sampling import SamplingParams
 from shared.jobs.keys import job_key
 from shared.settings import Settings
 from tests.conftest import wait_for
-from tests.integration.conftest import ApiHandle, StartApi, StartWorker, WorkerHandle
-from tests.integration.service.helpers import get_job, submit, wait_progress, wait_status
+from tests.integration.conftest import (
+    ApiHandle,
+    StartApi,
+    StartWorker,
+    WorkerHandle,
+    job_record,
+    wait_record,
+    wait_running,
+)
+from tests.integration.service.helpers import get_job, submit, wait_status
+
+# The API's longest job: the tiny model needs a second or more for it, against the milliseconds
+# between a test seeing its first output and stopping or signalling its worker.
+LONG = 100_000
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +69,10 @@ def test_a_queued_job_canceled_never_starts_and_an_old_one_expires(
     canceled = submit(api, model="tiny2", length=50)["id"]
     stale = submit(api, model="tiny2", length=50)["id"]
     assert api.post(f"/v1/jobs/{canceled}/cancel").json()["status"] == "canceled"
-    # Starting a worker takes well over its queue TTL of 0.2 s: `stale` is past it by then.
+    # No worker runs yet: `stale` is past the queue TTL of 0.2 s, by Redis's clock (the one the
+    # claim compares with), before the worker that could start it exists.
+    queued_at = float(job_record(redis_client, stale)["queued_at"])
+    wait_for(lambda: redis_seconds(redis_client) - queued_at > 0.2, 10, "the TTL to pass")
     worker = start_worker(worker_models="tiny2", queue_ttl_s=0.2)
     try:
         expired = wait_status(api, stale, timeout=30)
@@ -72,28 +88,51 @@ def test_a_queued_job_canceled_never_starts_and_an_old_one_expires(
 
 
 def test_a_job_past_its_time_limit_ends_timed_out_with_partial_output(
-    api: httpx.Client, start_worker: StartWorker
+    api: httpx.Client, start_worker: StartWorker, redis_client: redis.Redis
 ) -> None:
     worker = start_worker(worker_models="tiny3", job_time_limit_s=1.0)
     try:
-        job = wait_status(api, submit(api, model="tiny3", length=100_000)["id"], timeout=30)
+        job_id = submit(api, model="tiny3", length=LONG)["id"]
+        wait_running(redis_client, job_id)
+        running_since = time.monotonic()  # the worker started the job before this
+        # A fast machine writes LONG characters in about a second: stopped, the worker cannot
+        # finish the job while its time limit runs out, and it checks the limit at the first
+        # flush after it continues, before it could step through the characters left.
+        with worker.paused():
+            wait_for(lambda: time.monotonic() - running_since > 1.0, 10, "the time limit")
+        job = wait_status(api, job_id, timeout=30)
     finally:
         worker.stop()
     assert job["status"] == "timed_out" and job["error"]["type"] == "time_limit"
-    assert 0 < len(job["output"]) < 100_000
+    assert 0 < len(job["output"]) < LONG
+    # At most a few flush intervals (0.1 s) past the limit, even though the pause above ends
+    # up to a poll (0.1 s) late: the upper bound holds on a loaded machine too.
     assert 1.0 <= job["metrics"]["generation_time_s"] < 3.0
 
 
 def test_a_duplicate_delivery_yields_one_result(
-    api: httpx.Client, pair: list[WorkerHandle], model_dir: Path, redis_server_url: str
+    api: httpx.Client,
+    pair: list[WorkerHandle],
+    model_dir: Path,
+    redis_client: redis.Redis,
+    redis_server_url: str,
 ) -> None:
-    job_id = submit(api, model="tiny", length=8_000, random_seed=3)["id"]
-    wait_progress(api, job_id, 100)
+    job_id = submit(api, model="tiny", length=LONG, random_seed=3)["id"]
+    first = wait_running(redis_client, job_id)["worker"]
+    holder = next(worker for worker in pair if worker.hostname == first)
+    other = next(worker for worker in pair if worker is not holder)
     celery = make_celery(Settings(redis_url=redis_server_url))
-    celery.send_task(GENERATE_TASK, args=[job_id], queue=generation_queue("tiny"))
+    # The first attempt cannot finish while its worker is stopped. Once that worker has no
+    # BRPOP pending in Redis, the duplicate can only reach the other one, which claims it as
+    # attempt 2; only then does the first continue, to find its attempt taken over.
+    with holder.paused():
+        assert job_record(redis_client, job_id)["status"] == "running"
+        wait_for(lambda: not holder.blocked_in_redis(redis_client), 10, "no pending BRPOP")
+        celery.send_task(GENERATE_TASK, args=[job_id], queue=generation_queue("tiny"))
+        wait_record(redis_client, job_id, attempts="2", worker=other.hostname)
     job = wait_status(api, job_id)
     assert job["status"] == "succeeded" and job["attempts"] == 2
-    assert job["output"] == expected_text(model_dir, "", 8_000, 3)
+    assert job["output"] == expected_text(model_dir, "", LONG, 3)
     with api.stream("GET", f"/v1/jobs/{job_id}/stream") as response:
         text = response.read().decode()
     assert text.count("event: done") == 1
@@ -103,16 +142,26 @@ def test_a_duplicate_delivery_yields_one_result(
 def test_warm_shutdown_hands_a_running_job_to_another_worker(
     api: httpx.Client, pair: list[WorkerHandle], model_dir: Path, redis_client: redis.Redis
 ) -> None:
-    job_id = submit(api, model="tiny", length=12_000, random_seed=11)["id"]
-    wait_progress(api, job_id, 500)
-    first = redis_client.hget(job_key(job_id), "worker")
+    job_id = submit(api, model="tiny", length=LONG, random_seed=11)["id"]
+    first = wait_running(redis_client, job_id)["worker"]
     leaving = next(worker for worker in pair if worker.hostname == first)
-    leaving.signal(signal.SIGTERM)
+    # Stopped, the worker cannot finish the job before the SIGTERM is pending; once it
+    # continues, its warm shutdown hands the job back within a step or two of the batch, while
+    # the characters left take it a second or more.
+    with leaving.paused():
+        assert job_record(redis_client, job_id)["status"] == "running"
+        leaving.signal(signal.SIGTERM)
     leaving.process.wait(20)
     job = wait_status(api, job_id)
     assert job["status"] == "succeeded" and job["attempts"] == 1
     assert redis_client.hget(job_key(job_id), "worker") != first
-    assert job["output"] == expected_text(model_dir, "", 12_000, 11)
+    assert job["output"] == expected_text(model_dir, "", LONG, 11)
+
+
+def redis_seconds(client: redis.Redis) -> float:
+    """Return Redis's clock (the one job records are stamped with) in Unix seconds."""
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1e6
 
 
 @pytest.fixture

@@ -1,0 +1,438 @@
+"""The continuous batch loop against an in-memory job store and a recording lifecycle.
+
+Every job's flushed output plus its final chunk must equal what the engine generates alone for
+the same seed, parameters and random seed, whatever else shares the batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from shared.engine.batch import generate
+from shared.engine.model import LSTMModel, UnknownChars
+from shared.engine.registry import ModelRegistry
+from shared.engine.sampling import SamplingParams
+from shared.jobs.lifecycle import Ended, Lifecycle, Listener
+from shared.jobs.records import Final, FlushOutcome, JobStatus, Progress
+from shared.webhooks.events import OUTPUT_EVENT_INTERVAL_S
+from worker.batch_loop import ActiveJob, ModelLoop, RunOutcome
+
+FLUSH_S = 0.01  # flush often so that short jobs still cross several flushes
+WAIT_S = 20.0  # the longest any job here may take to end (a failure, never a pause)
+ENDLESS = 10**7  # characters: a job that only a cancel, a time limit or stop() ends
+
+
+class FakeStore:
+    """The `LoopStore` a model loop writes to, kept in memory.
+
+    `answers[job_id]` is what a flush answers for that job once some of its text is stored
+    (OK before); `refused` names jobs whose final state is refused (not this attempt's).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.texts: dict[str, list[str]] = {}  # job id -> each sample's stored text
+        self.flushes: list[Progress] = []
+        self.finals: list[Final] = []
+        self.released: list[tuple[str, int, int]] = []
+        self.answers: dict[str, FlushOutcome] = {}
+        self.refused: set[str] = set()
+        self._stored: dict[str, threading.Event] = {}
+
+    def stored(self, job_id: str) -> threading.Event:
+        """Return the event set once some text of the job was flushed."""
+        with self.lock:
+            return self._stored.setdefault(job_id, threading.Event())
+
+    def _append(self, update: Progress) -> None:
+        texts = self.texts.setdefault(update.job_id, [""] * len(update.chunks))
+        for index, chunk in enumerate(update.chunks):
+            texts[index] += chunk
+
+    def flush(self, updates: Sequence[Progress]) -> list[FlushOutcome]:
+        answers = []
+        for update in updates:
+            with self.lock:
+                had_text = any(self.texts.get(update.job_id, ()))
+                self.flushes.append(update)
+                self._append(update)
+            if any(update.chunks):
+                self.stored(update.job_id).set()
+            answer = self.answers.get(update.job_id, FlushOutcome.OK)
+            answers.append(answer if had_text else FlushOutcome.OK)
+        return answers
+
+    def finish(self, finals: Sequence[Final]) -> list[bool]:
+        with self.lock:
+            self.finals.extend(finals)
+            for final in finals:
+                self._append(final.update)
+        return [final.update.job_id not in self.refused for final in finals]
+
+    def release(self, job_id: str, attempt: int, n: int) -> bool:
+        with self.lock:
+            self.released.append((job_id, attempt, n))
+        return True
+
+    def text(self, job_id: str) -> list[str]:
+        """Return each sample's text as flushed, then completed by the final update."""
+        with self.lock:
+            return list(self.texts.get(job_id, []))
+
+    def final_of(self, job_id: str) -> Final:
+        """Return the one final state recorded for a job."""
+        (final,) = [f for f in self.finals if f.update.job_id == job_id]
+        return final
+
+    def flushed_text(self, job_id: str) -> bool:
+        """Return whether any flush (not only the final update) carried text of the job."""
+        return any(any(u.chunks) for u in self.flushes if u.job_id == job_id)
+
+
+class Recorder(Listener):
+    """A lifecycle listener that keeps what it is told.
+
+    An output event records the loop's own clock of it (`ActiveJob.last_output_event`, set
+    just before the loop calls the lifecycle on the same thread).
+    """
+
+    def __init__(self) -> None:
+        self.started_ids: list[str] = []
+        self.outputs: list[tuple[str, float]] = []
+        self.ended: list[Ended] = []
+        self.jobs: dict[str, ActiveJob] = {}
+
+    def started(self, job_id: str) -> None:
+        self.started_ids.append(job_id)
+
+    def output(self, job_id: str) -> None:
+        self.outputs.append((job_id, self.jobs[job_id].last_output_event))
+
+    def finished(self, ended: Ended) -> None:
+        self.ended.append(ended)
+
+    def output_times(self, job_id: str) -> list[float]:
+        return [at for found, at in self.outputs if found == job_id]
+
+
+class Harness:
+    """A started model loop over a fake store, with a recording lifecycle."""
+
+    def __init__(self, loop: ModelLoop, store: FakeStore, recorder: Recorder) -> None:
+        self.loop = loop
+        self.store = store
+        self.recorder = recorder
+
+    def submit(self, *jobs: ActiveJob) -> None:
+        for job in jobs:
+            self.recorder.jobs[job.job_id] = job
+            self.loop.submit(job)
+
+
+MakeHarness = Callable[..., Harness]
+
+
+@pytest.fixture(scope="module")
+def model(model_dir: Path) -> LSTMModel:
+    """Return the tiny model (loaded once for the module)."""
+    return ModelRegistry(model_dir).get("tiny")
+
+
+@pytest.fixture
+def make_harness(model: LSTMModel) -> Iterator[MakeHarness]:
+    """Return a factory of loops; every loop it made is stopped at teardown."""
+    loops: list[ModelLoop] = []
+
+    def make(*, capacity: int = 16, jobs: Sequence[ActiveJob] = (), start: bool = True) -> Harness:
+        store, recorder = FakeStore(), Recorder()
+        lifecycle = Lifecycle([recorder])
+        loop = ModelLoop(
+            "tiny", lambda: model, store, lifecycle, capacity=capacity, flush_interval_s=FLUSH_S
+        )
+        loops.append(loop)
+        harness = Harness(loop, store, recorder)
+        harness.submit(*jobs)  # before the start: they all join the first step together
+        if start:
+            loop.start()
+            assert loop.ready.wait(WAIT_S) and loop.load_error is None
+        return harness
+
+    yield make
+    for loop in loops:
+        loop.stop()
+        assert not loop.alive()
+
+
+def active_job(
+    job_id: str,
+    *,
+    seed: str = "the ",
+    length: int = 400,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    stop: tuple[str, ...] = (),
+    n: int = 1,
+    random_seed: int = 7,
+    attempt: int = 1,
+    stored: Sequence[int] | None = None,
+    unknown: UnknownChars = "error",
+    time_limit_s: float = 60.0,
+    notify_output: bool = False,
+) -> ActiveJob:
+    """Return a claimed job as `Runtime._active` builds it (first attempt: nothing stored)."""
+    params = SamplingParams(length=length, temperature=temperature, top_k=top_k, stop=stop)
+    return ActiveJob(
+        job_id=job_id,
+        model="tiny",
+        attempt=attempt,
+        seed=seed,
+        unknown=unknown,
+        params=params,
+        random_seed=random_seed,
+        stored=[0] * n if stored is None else list(stored),
+        time_limit_s=time_limit_s,
+        created_at=time.time(),
+        notify_output=notify_output,
+    )
+
+
+def solo(model: LSTMModel, job: ActiveJob, length: int | None = None) -> list[str]:
+    """Return the samples the engine generates for the job on its own."""
+    params = job.params if length is None else replace(job.params, length=length)
+    return generate(model, job.seed, params, random_seed=job.random_seed, n=job.n).texts
+
+
+def wait_done(*jobs: ActiveJob) -> None:
+    for job in jobs:
+        assert job.done.wait(WAIT_S), f"job {job.job_id} did not end"
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_job_succeeds_with_the_text_the_engine_generates_alone(
+    make_harness: MakeHarness, model: LSTMModel, n: int
+) -> None:
+    job = active_job("job-1", length=3000, n=n, random_seed=11)
+    harness = make_harness(jobs=[job])
+    wait_done(job)
+    assert job.outcome is RunOutcome.SUCCEEDED
+    final = harness.store.final_of("job-1")
+    assert final.status is JobStatus.SUCCEEDED and final.error is None
+    assert final.finish_reasons == ("length",) * n
+    assert final.update.done == 3000 * n
+    assert harness.store.flushed_text("job-1")  # part of the text came through flushes
+    assert harness.store.text("job-1") == solo(model, job)
+
+
+def test_jobs_of_different_lengths_batch_together_and_each_equals_its_solo_output(
+    make_harness: MakeHarness, model: LSTMModel
+) -> None:
+    jobs = [
+        active_job("short", length=40, random_seed=1),
+        active_job("pair", seed="a cat", length=900, n=2, random_seed=2, temperature=0.7),
+        active_job("long", seed="hello", length=2500, random_seed=3, top_k=5),
+        active_job("greedy", seed="x", length=600, temperature=0.0),
+    ]
+    harness = make_harness(jobs=jobs)
+    wait_done(*jobs)
+    assert harness.loop.peak == 5  # every sequence stepped in one batch
+    for job in jobs:
+        assert job.outcome is RunOutcome.SUCCEEDED, job.job_id
+        assert harness.store.text(job.job_id) == solo(model, job), job.job_id
+
+
+def test_a_cancel_answer_ends_the_job_canceled_with_its_partial_text(
+    make_harness: MakeHarness, model: LSTMModel
+) -> None:
+    job = active_job("job-c", length=ENDLESS)
+    harness = make_harness()
+    harness.store.answers["job-c"] = FlushOutcome.CANCEL
+    harness.submit(job)
+    wait_done(job)
+    assert job.outcome is RunOutcome.CANCELED
+    final = harness.store.final_of("job-c")
+    assert final.status is JobStatus.CANCELED and final.finish_reasons == ()
+    (text,) = harness.store.text("job-c")
+    assert 0 < len(text) < ENDLESS and final.update.done == len(text)
+    assert [text] == solo(model, job, length=len(text))  # a prefix of the full generation
+
+
+def test_a_gone_answer_ends_the_run_gone_without_recording_an_end(
+    make_harness: MakeHarness,
+) -> None:
+    job = active_job("job-g", length=ENDLESS)
+    harness = make_harness()
+    harness.store.answers["job-g"] = FlushOutcome.GONE
+    harness.submit(job)
+    wait_done(job)
+    assert job.outcome is RunOutcome.GONE
+    assert harness.store.finals == [] and harness.store.released == []
+    assert harness.recorder.ended == []
+    assert harness.loop.size() == 0  # its sequence left the batch
+
+
+def test_a_refused_final_ends_the_run_gone_and_tells_no_listener(
+    make_harness: MakeHarness,
+) -> None:
+    job = active_job("job-r", length=30)
+    harness = make_harness()
+    harness.store.refused.add("job-r")
+    harness.submit(job)
+    wait_done(job)
+    assert job.outcome is RunOutcome.GONE
+    assert len(harness.store.finals) == 1 and harness.recorder.ended == []
+
+
+def test_stop_releases_running_and_waiting_jobs(make_harness: MakeHarness) -> None:
+    running = active_job("running", length=ENDLESS, n=2)
+    waiting = active_job("waiting", length=ENDLESS, n=2)  # no room left: it waits its turn
+    harness = make_harness(capacity=2)
+    harness.submit(running, waiting)
+    assert harness.store.stored("running").wait(WAIT_S)
+    harness.loop.stop()
+    assert running.done.is_set() and waiting.done.is_set()
+    assert running.outcome is RunOutcome.RELEASED and waiting.outcome is RunOutcome.RELEASED
+    assert sorted(harness.store.released) == [("running", 1, 2), ("waiting", 1, 2)]
+    assert harness.store.finals == [] and harness.recorder.ended == []
+    assert not harness.loop.alive()
+
+
+def test_a_job_past_its_time_limit_ends_timed_out_with_its_partial_text(
+    make_harness: MakeHarness, model: LSTMModel
+) -> None:
+    job = active_job("job-t", length=ENDLESS, time_limit_s=0.05)
+    harness = make_harness(jobs=[job])
+    wait_done(job)
+    assert job.outcome is RunOutcome.TIMED_OUT
+    final = harness.store.final_of("job-t")
+    assert final.status is JobStatus.TIMED_OUT
+    assert final.error is not None and final.error.type == "time_limit"
+    assert "0.05 s" in final.error.message
+    (text,) = harness.store.text("job-t")
+    assert 0 < len(text) == final.update.done
+    assert [text] == solo(model, job, length=len(text))
+
+
+@pytest.mark.parametrize(
+    ("unknown", "message"),
+    [("drop", "no character the model knows"), ("error", "not in the model's vocabulary")],
+)
+def test_a_seed_with_no_known_character_fails_invalid_input(
+    make_harness: MakeHarness, unknown: UnknownChars, message: str
+) -> None:
+    job = active_job("job-i", seed="ÆØÅ€", unknown=unknown)
+    harness = make_harness(jobs=[job])
+    wait_done(job)
+    assert job.outcome is RunOutcome.FAILED
+    final = harness.store.final_of("job-i")
+    assert final.status is JobStatus.FAILED
+    assert final.error is not None and final.error.type == "invalid_input"
+    assert message in final.error.message
+    assert final.update.done == 0 and harness.store.text("job-i") == [""]
+
+
+def test_more_samples_than_the_batch_holds_fail_invalid_input(
+    make_harness: MakeHarness,
+) -> None:
+    job = active_job("job-big", n=3)
+    harness = make_harness(capacity=2, jobs=[job])
+    wait_done(job)
+    assert job.outcome is RunOutcome.FAILED
+    error = harness.store.final_of("job-big").error
+    assert error is not None and error.type == "invalid_input"
+
+
+def test_the_listener_hears_each_recorded_ending_once_with_its_status_and_chars(
+    make_harness: MakeHarness,
+) -> None:
+    done = active_job("ok", length=50, n=2)
+    failed = active_job("bad", seed="ÆØ", unknown="drop")
+    timed = active_job("slow", length=ENDLESS, time_limit_s=0.05)
+    canceled = active_job("stopped", length=ENDLESS)
+    gone = active_job("gone", length=ENDLESS)
+    harness = make_harness()
+    harness.store.answers.update(stopped=FlushOutcome.CANCEL, gone=FlushOutcome.GONE)
+    jobs = [done, failed, timed, canceled, gone]
+    harness.submit(*jobs)
+    wait_done(*jobs)
+    ended = {e.job_id: e for e in harness.recorder.ended}
+    assert len(harness.recorder.ended) == len(ended) == len(harness.store.finals) == 4
+    assert "gone" not in ended
+    for final in harness.store.finals:
+        got = ended[final.update.job_id]
+        assert got.status is final.status and got.chars == final.update.done
+        assert got.model == "tiny" and got.total_s >= 0
+        assert got.generation_s is not None and got.generation_s >= 0
+    assert ended["ok"].status is JobStatus.SUCCEEDED and ended["ok"].chars == 100
+    assert ended["bad"].status is JobStatus.FAILED and ended["bad"].chars == 0
+    assert ended["slow"].status is JobStatus.TIMED_OUT and ended["slow"].chars > 0
+    assert ended["stopped"].status is JobStatus.CANCELED and ended["stopped"].chars > 0
+    assert harness.recorder.started_ids == []  # `started` is the runtime's to report
+
+
+def test_output_events_are_throttled_and_only_for_jobs_that_asked(
+    make_harness: MakeHarness,
+) -> None:
+    limit = 1.6 * OUTPUT_EVENT_INTERVAL_S  # room for two events, not three
+    loud = active_job("loud", length=ENDLESS, time_limit_s=limit, notify_output=True)
+    quiet = active_job("quiet", length=ENDLESS, time_limit_s=limit, notify_output=False)
+    harness = make_harness(jobs=[loud, quiet])
+    wait_done(loud, quiet)
+    assert loud.outcome is RunOutcome.TIMED_OUT and quiet.outcome is RunOutcome.TIMED_OUT
+    assert harness.recorder.output_times("quiet") == []
+    times = harness.recorder.output_times("loud")
+    assert len(times) == 2
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= OUTPUT_EVENT_INTERVAL_S for gap in gaps), gaps
+    with_text = [u for u in harness.store.flushes if u.job_id == "loud" and any(u.chunks)]
+    assert len(with_text) > len(times)  # flushes outnumber the events: they were throttled
+
+
+def test_a_redelivered_job_writes_only_the_text_beyond_what_is_stored(
+    make_harness: MakeHarness, model: LSTMModel
+) -> None:
+    stored = [700, 1500]  # what the first attempt had written
+    job = active_job("job-again", length=2000, n=2, random_seed=5, attempt=2, stored=stored)
+    harness = make_harness(jobs=[job])
+    wait_done(job)
+    assert job.outcome is RunOutcome.SUCCEEDED
+    first, second = solo(model, job)
+    assert harness.store.text("job-again") == [first[700:], second[1500:]]
+    assert all(u.attempt == 2 for u in harness.store.flushes)
+
+
+def test_a_stop_sequence_across_flushes_ends_the_job_with_its_solo_text(
+    make_harness: MakeHarness, model: LSTMModel
+) -> None:
+    probe = active_job("probe", length=3000, random_seed=9)
+    (full,) = solo(model, probe)
+    stop = full[2500:2503]  # occurs first at or before 2500
+    job = active_job("job-stop", length=3000, random_seed=9, stop=(stop,))
+    harness = make_harness(jobs=[job])
+    wait_done(job)
+    final = harness.store.final_of("job-stop")
+    assert final.finish_reasons == ("stop",)
+    (text,) = harness.store.text("job-stop")
+    assert [text] == solo(model, job) and text == full[: full.index(stop)]
+    assert final.update.done == len(text)
+    assert harness.store.flushed_text("job-stop")
+
+
+def test_a_redelivery_to_the_same_loop_takes_over_and_the_earlier_run_ends_gone(
+    make_harness: MakeHarness, model: LSTMModel
+) -> None:
+    earlier = active_job("job-twice", length=ENDLESS)
+    harness = make_harness(jobs=[earlier])
+    assert harness.store.stored("job-twice").wait(WAIT_S)
+    later = active_job("job-twice", length=300, attempt=2)
+    harness.submit(later)
+    wait_done(earlier, later)
+    assert earlier.outcome is RunOutcome.GONE and later.outcome is RunOutcome.SUCCEEDED
+    assert [f.update.attempt for f in harness.store.finals] == [2]
+    assert [e.status for e in harness.recorder.ended] == [JobStatus.SUCCEEDED]
