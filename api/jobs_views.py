@@ -16,7 +16,7 @@ from api.streaming import LAST_EVENT_ID, event_stream
 from api.submission import requested_wait, submit, wait_until_final
 from api.validation import read_json_object
 from shared.jobs.lifecycle import Ended
-from shared.jobs.records import JOB_ID_PATTERN, Job, JobStatus
+from shared.jobs.records import JOB_ID_PATTERN, CancelOutcome, Job, JobStatus
 from shared.jobs.serialize import serialize_job
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -81,7 +81,7 @@ def get_job(job_id: str) -> Response:
 def cancel_job(job_id: str) -> Response:
     """Cancel a job: a queued one never starts, a running one stops within a second."""
     job = _owned_job(job_id)
-    ended_here = services().store.cancel(job.id, job.n) == "canceled"
+    ended_here = services().store.cancel(job.id, job.n) is CancelOutcome.CANCELED
     job = services().store.get(job.id) or job
     if ended_here:  # it was still queued: no worker will report its end
         services().lifecycle.finished(Ended.unrun(job))

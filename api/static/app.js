@@ -345,7 +345,7 @@ function renderOutputs(job) {
   $("copy-state").textContent = "";
 }
 
-// A pane of one sample: title, finish reason once known, its own copy and download buttons.
+// A pane of one sample: title, finish reason once known, text, its own copy and download buttons.
 function samplePane(jobId, index, seed, text, reason) {
   const node = document.createElement("article");
   node.className = "pane";
@@ -361,17 +361,20 @@ function samplePane(jobId, index, seed, text, reason) {
   copy.addEventListener("click", () => copyText(textNode.data, status));
   const download = element("button", "Download", "secondary compact");
   download.type = "button";
-  download.addEventListener("click", () => downloadText(textNode.data, `lstmgen-${jobId}-${index + 1}.txt`));
+  const filename = `lstmgen-${jobId}-${index + 1}.txt`;
+  download.addEventListener("click", () => downloadText(textNode.data, filename));
   const head = document.createElement("div");
   head.className = "pane-head";
-  head.append(element("span", `Sample ${index + 1}`, "pane-title"), finish, element("span", "", "spacer"));
-  head.append(status, copy, download);
+  head.append(element("span", `Sample ${index + 1}`, "pane-title"), finish);
   const generated = element("span", "", "pane-output");
   generated.append(textNode);
   const box = document.createElement("pre");
   box.className = "text pane-text";
   box.append(element("span", seed, "seed"), generated);
-  node.append(head, box);
+  const foot = document.createElement("div");
+  foot.className = "pane-foot";
+  foot.append(copy, download, status);
+  node.append(head, box, foot);
   return { node, text: textNode };
 }
 
@@ -615,7 +618,8 @@ async function predictNext() {
   const ticket = ++state.predict.ticket;
   const body = { seed: $("seed").value, temperature: Number($("temperature").value), top: PREDICT_TOP };
   try {
-    const answer = await api("POST", `v1/models/${encodeURIComponent(model)}/predict`, body, abort.signal);
+    const path = `v1/models/${encodeURIComponent(model)}/predict`;
+    const answer = await api("POST", path, body, abort.signal);
     if (ticket === state.predict.ticket) drawChart(answer);
   } catch (error) {
     if (ticket === state.predict.ticket && !abort.signal.aborted) chartProblem(error);
@@ -626,8 +630,9 @@ async function predictNext() {
 function chartProblem(error) {
   let words;
   const fields = error instanceof ApiError ? fieldErrors(error.problem) : [];
-  if (fields.length) words = fields.map(({ field, message }) => `${field || "request"}: ${message}`).join(" ");
-  else words = error instanceof ApiError ? plainWords(error).filter(Boolean).join(" ") : String(error);
+  if (fields.length) words = fields.map(({ field, message }) => `${field || "request"}: ${message}`);
+  else words = error instanceof ApiError ? plainWords(error).filter(Boolean) : [String(error)];
+  words = words.join(" ");
   $("chart").replaceChildren();
   $("chart").classList.remove("stale");
   $("chart-caption").textContent = "";
@@ -665,13 +670,14 @@ function drawChart(answer) {
     "aria-label": rows.map((row) => `${visibleChar(row.char)} ${percent(row.probability)}`).join(", "),
   });
   const largest = rows[0]?.probability || 1;
-  rows.forEach((row, index) => chart.append(barRow(row, row.probability / largest, index, width, rowHeight)));
+  rows.forEach((row, i) => chart.append(barRow(row, row.probability / largest, i, width, rowHeight)));
   area.replaceChildren(chart);
   area.classList.remove("stale");
   const seed = [...(answer.seed ?? "")];
   const tail = seed.slice(-18).map(visibleChar).join("");
   const cut = seed.length > 18 ? "…" : "";
-  $("chart-caption").textContent = `after “${cut}${tail}” at ${Number(answer.temperature).toFixed(2)}`;
+  const temperature = Number(answer.temperature).toFixed(2);
+  $("chart-caption").textContent = `after “${cut}${tail}” · temp. ${temperature}`;
   $("chart-message").hidden = rows.length > 0;
   $("chart-message").textContent = rows.length ? "" : "The model gave no characters.";
 }
@@ -681,15 +687,14 @@ function barRow({ char, probability }, share, index, width, height) {
   const percentWidth = 54;
   const barWidth = width - labelWidth - percentWidth;
   const middle = height / 2;
-  const group = svg("g", { class: index === 0 ? "bar top" : "bar", transform: `translate(0 ${index * height})` });
+  const group = svg("g", { class: index ? "bar" : "bar top", transform: `translate(0 ${index * height})` });
   const title = svg("title");
   title.textContent = `${JSON.stringify(char)}: ${(probability * 100).toFixed(3)}%`;
   const label = svg("text", { class: "bar-label", x: labelWidth - 8, y: middle, "text-anchor": "end" });
   label.textContent = visibleChar(char);
-  const track = svg("rect", { class: "bar-track", x: labelWidth, y: 3, width: barWidth, height: height - 6, rx: 3 });
-  const fill = svg("rect", {
-    class: "bar-fill", x: labelWidth, y: 3, width: Math.max(1, share * barWidth).toFixed(1), height: height - 6, rx: 3,
-  });
+  const box = { x: labelWidth, y: 3, height: height - 6, rx: 3 };
+  const track = svg("rect", { ...box, class: "bar-track", width: barWidth });
+  const fill = svg("rect", { ...box, class: "bar-fill", width: Math.max(1, share * barWidth).toFixed(1) });
   const value = svg("text", { class: "bar-pct", x: width - 2, y: middle, "text-anchor": "end" });
   value.textContent = percent(probability);
   group.append(title, label, track, fill, value);

@@ -251,59 +251,17 @@ class ChunkQueue {
 
 // ---------------------------------------------------------------- the model object
 
-/**
- * A character-level LSTM model served by lstmgen, with ml5 0.x charRNN's methods.
- *
- * The model's state (ml5's `stateful` generation, `feed`, `predict`) is kept as the text fed
- * to it so far: a stateful LSTM fed the same text from the zero state reaches the same state,
- * so sending that text as the seed prefix continues exactly where the last call stopped.
- */
-class CharRNN {
+/** The HTTP side: base URL, API key, JSON requests, problem+json errors. */
+class ApiClient {
   /**
    * @param {string} baseUrl
-   * @param {string} model
-   * @param {{apiKey?: string, maxReconnects?: number, fetch?: typeof fetch}} options
+   * @param {{apiKey?: string, fetch?: typeof fetch}} options
    */
-  constructor(baseUrl, model, options) {
+  constructor(baseUrl, options) {
     /** @type {string} The API's base URL (no trailing slash). */
     this.baseUrl = String(baseUrl ?? "").replace(/\/+$/, "");
-    /** @type {string} The model's name. */
-    this.model = model;
-    /** @type {string[]} The model's characters (filled in once `ready`). */
-    this.vocab = [];
-    /** @type {number} How many characters the model knows. */
-    this.vocabSize = 0;
-    /** @type {number} How many LSTM layers the model has (the API's `cells_amount`). */
-    this.cellsAmount = 0;
-    /** @type {{seed: string, length: number, temperature: number}} */
-    this.defaults = { seed: "", length: 0, temperature: 0 };
-    /** @type {object|null} Every property the API reported (`GET /v1/models/{model}`). */
-    this.properties = null;
     this._apiKey = options.apiKey || "";
-    this._maxReconnects = options.maxReconnects ?? DEFAULT_MAX_RECONNECTS;
     this._fetch = options.fetch ?? null;
-    this._history = ""; // the text fed to the model since the last reset
-    this._queue = Promise.resolve(); // generate/feed/predict/reset run one at a time
-    /** @type {Promise<CharRNN>} Resolves to this object once the model's properties are in. */
-    this.ready = this._load();
-    // Whoever awaits `ready` gets its error, and so does every ml5 method (they await it):
-    // a client used only for jobs (submit, stream...) gets no unhandled rejection from it.
-    this.ready.catch(() => {});
-  }
-
-  async _load() {
-    const info = await this._request("GET", `/v1/models/${encodeURIComponent(this.model)}`);
-    this.properties = info;
-    this.vocab = Array.isArray(info.vocab) ? info.vocab : [];
-    this.vocabSize = info.vocab_size ?? this.vocab.length;
-    this.cellsAmount = info.cells_amount ?? 0;
-    const defaults = info.defaults ?? {};
-    this.defaults = {
-      seed: defaults.seed ?? "",
-      length: defaults.length ?? 20,
-      temperature: defaults.temperature ?? 0.5,
-    };
-    return this;
   }
 
   _headers(extra = {}) {
@@ -332,6 +290,59 @@ class CharRNN {
     const response = await this._send(method, path, { body, headers });
     if (!response.ok) throw await problemFrom(response);
     return response.json();
+  }
+}
+
+/**
+ * A character-level LSTM model served by lstmgen, with ml5 0.x charRNN's methods.
+ *
+ * The model's state (ml5's `stateful` generation, `feed`, `predict`) is kept as the text fed
+ * to it so far: a stateful LSTM fed the same text from the zero state reaches the same state,
+ * so sending that text as the seed prefix continues exactly where the last call stopped.
+ */
+class CharRNN extends ApiClient {
+  /**
+   * @param {string} baseUrl
+   * @param {string} model
+   * @param {{apiKey?: string, maxReconnects?: number, fetch?: typeof fetch}} options
+   */
+  constructor(baseUrl, model, options) {
+    super(baseUrl, options);
+    /** @type {string} The model's name. */
+    this.model = model;
+    /** @type {string[]} The model's characters (filled in once `ready`). */
+    this.vocab = [];
+    /** @type {number} How many characters the model knows. */
+    this.vocabSize = 0;
+    /** @type {number} How many LSTM layers the model has (the API's `cells_amount`). */
+    this.cellsAmount = 0;
+    /** @type {{seed: string, length: number, temperature: number}} */
+    this.defaults = { seed: "", length: 0, temperature: 0 };
+    /** @type {object|null} Every property the API reported (`GET /v1/models/{model}`). */
+    this.properties = null;
+    this._maxReconnects = options.maxReconnects ?? DEFAULT_MAX_RECONNECTS;
+    this._history = ""; // the text fed to the model since the last reset
+    this._queue = Promise.resolve(); // generate/feed/predict/reset run one at a time
+    /** @type {Promise<CharRNN>} Resolves to this object once the model's properties are in. */
+    this.ready = this._load();
+    // Whoever awaits `ready` gets its error, and so does every ml5 method (they await it):
+    // a client used only for jobs (submit, stream...) gets no unhandled rejection from it.
+    this.ready.catch(() => {});
+  }
+
+  async _load() {
+    const info = await this._request("GET", `/v1/models/${encodeURIComponent(this.model)}`);
+    this.properties = info;
+    this.vocab = Array.isArray(info.vocab) ? info.vocab : [];
+    this.vocabSize = info.vocab_size ?? this.vocab.length;
+    this.cellsAmount = info.cells_amount ?? 0;
+    const defaults = info.defaults ?? {};
+    this.defaults = {
+      seed: defaults.seed ?? "",
+      length: defaults.length ?? 20,
+      temperature: defaults.temperature ?? 0.5,
+    };
+    return this;
   }
 
   /** Run `task` after the calls that change or read the model's state before it. */
@@ -382,7 +393,9 @@ class CharRNN {
       let job = await this._request("POST", "/v1/jobs", body, {
         Prefer: `wait=${GENERATE_WAIT_S}`,
       });
-      if (!FINAL.has(job.status)) job = await this.stream(job.id);
+      if (!FINAL.has(job.status)) {
+        job = await this._follow(job.id, {}, new AbortController(), () => {});
+      }
       if (job.status !== "succeeded") throw new JobError(job);
       const sample = Array.isArray(job.output) ? job.output[0] : job.output;
       this._history = lastChars(fullSeed + sample, MAX_SEED_CHARS);
@@ -673,6 +686,22 @@ export function charRNN(baseUrl, model, options = {}, callback) {
   return rnn;
 }
 
+/**
+ * List the models an lstmgen server runs (`GET /v1/models`), each with its properties
+ * (`name`, `vocab`, `vocab_size`, `cells_amount`, `defaults`, ...).
+ *
+ * @param {string} baseUrl The API's URL.
+ * @param {{apiKey?: string, fetch?: typeof fetch}} [options]
+ * @param {(err: Error|null, models?: object[]) => void} [callback]
+ * @returns {Promise<object[]>}
+ */
+export function models(baseUrl, options = {}, callback) {
+  if (typeof options === "function") [options, callback] = [{}, options];
+  const client = new ApiClient(baseUrl, options ?? {});
+  const run = client._request("GET", "/v1/models").then((answer) => answer.models ?? []);
+  return withCallback(run, callback);
+}
+
 export { CharRNN };
 
-export default { charRNN, ApiError, JobError };
+export default { charRNN, models, ApiError, JobError };

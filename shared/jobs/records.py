@@ -43,6 +43,15 @@ class CreateOutcome(StrEnum):
     FULL = "full"  # the queue is at its configured depth
 
 
+class CancelOutcome(StrEnum):
+    """What `JobStore.cancel` did."""
+
+    CANCELED = "canceled"  # it was queued: it ended now
+    REQUESTED = "requested"  # it is running: its worker stops it at its next flush
+    MISSING = "missing"
+    FINAL = "final"  # it had ended already
+
+
 class ClaimOutcome(StrEnum):
     """What `JobStore.claim` found when a worker picked a job up."""
 

@@ -19,6 +19,7 @@ from shared.jobs.keys import (
     owner_key,
 )
 from shared.jobs.records import (
+    CancelOutcome,
     Claim,
     ClaimOutcome,
     CreateOutcome,
@@ -148,9 +149,10 @@ class JobStore:
         if gone:
             self.client.zrem(owner_key(owner), *gone)
 
-    def cancel(self, job_id: str, n: int) -> str:
+    def cancel(self, job_id: str, n: int) -> CancelOutcome:
         """Cancel a queued job now or ask its worker to stop a running one."""
-        return str(self._scripts["cancel"](keys=job_keys(job_id, n), args=[self.ttls.final_s]))
+        reply = self._scripts["cancel"](keys=job_keys(job_id, n), args=[self.ttls.final_s])
+        return CancelOutcome(str(reply))
 
     def queue_depth(self) -> int:
         """Return how many jobs wait to start."""

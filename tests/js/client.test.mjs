@@ -130,6 +130,16 @@ describe("lstmgen.js client", { skip: SKIP }, () => {
     assert.equal(second.job.input.seed, `the ${first.sample}`); // the history is the seed prefix
   });
 
+  test("as in ml5, a plain generate leaves the state at its end", TIMEOUT, async () => {
+    const model = await charRNN(BASE_URL, MODEL, { apiKey: API_KEY }).ready;
+    await model.feed("zzz"); // forgotten: a generation without `stateful` starts from zero
+    const first = await model.generate({ seed: "the ", length: 20, temperature: 0 });
+    assert.equal(first.job.input.seed, "the ");
+    const next = await model.generate({ length: 20, temperature: 0, stateful: true });
+    const once = await model.generate({ seed: "the ", length: 40, temperature: 0 });
+    assert.equal(first.sample + next.sample, once.sample);
+  });
+
   test("a stateful generation after reset starts from the zero state", TIMEOUT, async () => {
     const model = await charRNN(BASE_URL, MODEL, { apiKey: API_KEY }).ready;
     await model.feed("zzz");
@@ -230,6 +240,35 @@ describe("lstmgen.js client", { skip: SKIP }, () => {
     assert.equal(final.status, "succeeded");
     assert.deepEqual(texts, final.output);
     assert.equal(last, 1500);
+  });
+
+  test("leaving the async iterator early closes the stream", TIMEOUT, async () => {
+    const job = await rnn.submit({ seed: "the ", length: LONG });
+    const streamed = rnn.stream(job.id);
+    let text = "";
+    for await (const chunk of streamed) {
+      text += chunk.text;
+      if (text.length >= 10) break;
+    }
+    await assert.rejects(streamed, { name: "AbortError" });
+    const canceled = await rnn.cancel(job.id);
+    assert.ok(canceled.output.startsWith(text));
+  });
+
+  test("stream stops on an AbortSignal", TIMEOUT, async () => {
+    const job = await rnn.submit({ seed: "the ", length: LONG });
+    const abort = new AbortController();
+    let text = "";
+    const streamed = rnn.stream(job.id, {
+      signal: abort.signal,
+      onText: (chunk) => {
+        text += chunk;
+        if (text.length >= 10) abort.abort();
+      },
+    });
+    await assert.rejects(streamed, { name: "AbortError" });
+    await rnn.cancel(job.id);
+    assert.ok(text.length >= 10);
   });
 
   test("cancel ends a long job `canceled`, keeping the text so far", TIMEOUT, async () => {

@@ -1,4 +1,5 @@
--- ARGV: retention. Returns canceled | requested | missing | the final status it already had.
+-- ARGV: retention. Returns canceled (it was queued: it ends now) | requested (it is running: its
+-- worker stops it) | missing | final (it had ended already).
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
 if status == 'queued' then
@@ -9,4 +10,4 @@ if status == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1')
   return 'requested'
 end
-return status
+return 'final'

@@ -32,14 +32,21 @@ WAIT = {"Prefer": "wait=60"}
 UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages
 
 
-def calibrated_length(api: httpx.Client, model: str, seconds: float) -> int:
-    """Return how many characters a lone job of `model` generates in about `seconds` now."""
+PROBE_LENGTH = 20_000  # characters of the job that measures the speed: tenths of a second
+
+
+def calibrated_length(api: httpx.Client, model: str, seconds: float, longest: int = 100_000) -> int:
+    """Return how many characters (at most `longest`) a lone job of `model` generates in about
+    `seconds` now."""
     # A fixed length would end before the test can catch it running on a fast machine, or
-    # run past the time limit on a loaded one: a probe job measures the speed instead.
-    response = api.post("/v1/jobs", json={"model": model, "length": 2_000}, headers=WAIT)
-    probe = response.json()
+    # run past the time limit on a loaded one: a probe job measures the speed instead. A short
+    # probe is mostly claim and flush overhead: it would understate the speed, and every job
+    # sized from it would end sooner than meant. Still only an estimate: a test that must catch
+    # such a job running also stops its worker (`paused`) at once and checks it did.
+    body = {"model": model, "length": PROBE_LENGTH}
+    probe = api.post("/v1/jobs", json=body, headers=WAIT).json()
     assert probe["status"] == "succeeded", probe
-    return max(1_000, min(100_000, int(probe["metrics"]["chars_per_s"] * seconds)))
+    return max(1_000, min(longest, int(probe["metrics"]["chars_per_s"] * seconds)))
 
 
 def record(client: redis.Redis, job_id: str) -> dict[str, str]:

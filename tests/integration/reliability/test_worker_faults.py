@@ -9,7 +9,6 @@ seconds so the broker hands an unacknowledged job to another worker quickly.
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,8 @@ from tests.webhook_receiver import SECRET_A, Receiver
 
 JOB_S = 1.5  # how long the jobs that get interrupted run: well inside the time limit
 REDELIVERY_S = VISIBILITY_S + 60.0  # visibility timeout, restore sweep, worker start, generation
+# A job no worker here can finish: it would need far longer than the time limit (TIME_LIMIT_S).
+ENDLESS = 1_000_000
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def stack(start_api: StartApi, start_webhook_worker: StartWebhookWorker) -> ApiH
         webhook_secrets=[SECRET_A],
         webhook_retry_schedule="0.2,0.2,0.2",
     )
-    return start_api(webhook_allow_private=True)
+    return start_api(webhook_allow_private=True, max_length=ENDLESS)
 
 
 def start_pair(start_worker: StartWorker, model: str) -> list[WorkerHandle]:
@@ -64,6 +65,23 @@ def running_on(client: redis.Redis, job_id: str, attempt: int = 1) -> str | None
     found = record(client, job_id)
     started = found.get("status") == "running" and found.get("attempts") == str(attempt)
     return found["worker"] if started and int(found.get("done", "0")) > 0 else None
+
+
+def gave_up(worker: WorkerHandle, job_id: str) -> bool:
+    """Return whether the worker's task of this job ended `gone` (not its attempt any more)."""
+    # Celery logs each task's return value, the run's outcome, tagged with the job id.
+    lines = worker.log().splitlines()
+    return any(f"[{job_id}]" in line and line.endswith(": 'gone'") for line in lines)
+
+
+def kill_mid_job(worker: WorkerHandle, client: redis.Redis, job_id: str, attempt: int) -> None:
+    """SIGKILL a worker's process group while it runs this attempt of the job, and prove it."""
+    # Stopped first: what Redis holds then is what the worker left at its death, so the check
+    # shows the kill came before the job could end, not after.
+    with worker.paused():
+        found = record(client, job_id)
+        assert (found["status"], found["attempts"]) == ("running", str(attempt)), found
+        worker.kill()
 
 
 def test_a_job_whose_worker_is_killed_finishes_once_on_another_worker(
@@ -86,7 +104,7 @@ def test_a_job_whose_worker_is_killed_finishes_once_on_another_worker(
     first = wait_for(lambda: running_on(redis_client, job_id), 60, "the job to make output")
     victim = next(worker for worker in workers if worker.hostname == first)
     survivor = next(worker for worker in workers if worker is not victim)
-    victim.kill()  # SIGKILL to the worker's process group, mid-job
+    kill_mid_job(victim, redis_client, job_id, 1)  # SIGKILL to the worker's process group
 
     job = wait_status(api, job_id, timeout=REDELIVERY_S)
     assert job["status"] == "succeeded", job
@@ -110,7 +128,7 @@ def test_a_job_that_kills_every_worker_fails_after_the_attempt_cap(
     api: httpx.Client, start_worker: StartWorker, redis_client: redis.Redis
 ) -> None:
     settings: dict[str, Any] = {**FAST, "worker_models": "tiny2", "max_attempts": 2}
-    job_id = submit(api, model="tiny2", length=100_000)["id"]
+    job_id = submit(api, model="tiny2", length=ENDLESS)["id"]
     for attempt in (1, 2):
         worker = start_worker(**settings)
         wait_for(
@@ -118,7 +136,7 @@ def test_a_job_that_kills_every_worker_fails_after_the_attempt_cap(
             REDELIVERY_S,
             f"attempt {attempt} to run on {worker.hostname}",
         )
-        worker.kill()  # the job "kills its worker" every time it starts
+        kill_mid_job(worker, redis_client, job_id, attempt)  # it "kills its worker" every time
 
     last = start_worker(**settings)
     job = wait_status(api, job_id, timeout=REDELIVERY_S)
@@ -142,19 +160,21 @@ def test_a_duplicate_delivery_yields_one_result(
     paused = next(worker for worker in workers if worker.hostname == first)
     other = next(worker for worker in workers if worker is not paused)
     # A stalled worker (SIGSTOP) outlives the visibility timeout: the broker delivers the job
-    # again, to the other worker, while the first still holds it.
-    paused.signal(signal.SIGSTOP)
-    try:
+    # again, to the other worker, while the first still holds it. Stopped, the first cannot
+    # finish its attempt, and once its last BRPOP has timed out in Redis it cannot take the
+    # redelivered message either.
+    with paused.paused():
+        found = record(redis_client, job_id)
+        assert (found["status"], found["attempts"]) == ("running", "1"), found
+        wait_for(lambda: not paused.blocked_in_redis(redis_client), 10, "no pending BRPOP")
         job = wait_status(api, job_id, timeout=REDELIVERY_S)
-    finally:
-        paused.signal(signal.SIGCONT)
     assert job["status"] == "succeeded", job
     assert job["attempts"] == 2
     assert record(redis_client, job_id)["worker"] == other.hostname
 
     # The first worker wakes up with its stale attempt (past its time limit by now): the
     # compare-and-set refuses whatever it tries to write, and it lets the job go.
-    wait_for(lambda: "job ended gone" in paused.log(), 30, "the stale attempt to give up")
+    wait_for(lambda: gave_up(paused, job_id), 30, "the stale attempt to give up")
     assert paused.alive()
     assert get_job(api, job_id) == job
     assert job["output"] == expected_texts(model_dir, "tiny3", length, [5])[0]
@@ -186,7 +206,7 @@ def test_a_job_longer_than_the_visibility_timeout_stays_with_its_live_worker(
     workers = [start_worker(wait=False, **settings) for _ in range(2)]
     for worker in workers:
         worker.wait_ready()
-    length = calibrated_length(api, "tiny", 6.0)
+    length = calibrated_length(api, "tiny", 6.0, longest=ENDLESS)
     job_id = submit(api, model="tiny", length=length, random_seed=11)["id"]
     job = wait_status(api, job_id, timeout=120)
     assert job["status"] == "succeeded", job

@@ -5,6 +5,7 @@ No worker runs: a created job stays queued (its Celery message waits in the real
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ TINY_QUEUE = generation_queue("tiny")
 
 
 @pytest.fixture(autouse=True)
-def empty_tiny_queue(redis_client: redis.Redis) -> Any:
+def empty_tiny_queue(redis_client: redis.Redis) -> Iterator[None]:
     """Drop the Celery messages the tests publish (no worker consumes them)."""
     redis_client.delete(TINY_QUEUE)
     yield
@@ -154,13 +155,6 @@ def test_canceling_a_queued_job_ends_it_and_counts_it_through_the_lifecycle(
     assert redis_client.hget(metrics.JOBS_KEY, "canceled") == "1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cancel.lua answers 'canceled' both when it cancels a queued job and when the "
-    "job had ended canceled already, and cancel_job (api/jobs_views.py) takes that answer as "
-    "'ended here': every repeated cancel reports the end to the lifecycle again, so the "
-    "metrics count the job canceled twice and a second `completed` webhook is queued",
-)
 def test_canceling_a_canceled_job_again_reports_its_end_only_once(
     client: FlaskClient, services: Services, redis_client: redis.Redis
 ) -> None:

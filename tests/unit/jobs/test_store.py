@@ -9,6 +9,7 @@ import redis
 
 from shared.jobs.keys import QUEUED_KEY, events_key, job_key, output_key
 from shared.jobs.records import (
+    CancelOutcome,
     ClaimOutcome,
     CreateOutcome,
     Final,
@@ -146,8 +147,9 @@ def test_cancel_queued_is_final_and_running_is_cooperative(store: JobStore) -> N
     store.finish([Final(Progress(running, 1, 3, ("c",)), JobStatus.CANCELED)])
     job = store.get(running)
     assert job is not None and job.status is JobStatus.CANCELED and job.outputs == ("abc",)
-    assert store.cancel(running, 1) == "canceled"
-    assert store.cancel("no-such-job", 1) == "missing"
+    assert store.cancel(running, 1) is CancelOutcome.FINAL
+    assert store.cancel(queued, 1) is CancelOutcome.FINAL
+    assert store.cancel("no-such-job", 1) is CancelOutcome.MISSING
 
 
 def test_expiry_by_claim_and_by_sweep(store: JobStore) -> None:
