@@ -88,9 +88,10 @@ def main() -> int:
         return 1
     redis_server: RedisServer | None = None
     if "LSTMGEN_REDIS_URL" not in os.environ:
-        redis_server = RedisServer(ROOT / "var" / "redis", port=default_redis_port()).start()
+        data = settings.data_dir / "redis"
+        redis_server = RedisServer(ROOT / data, port=default_redis_port()).start()
         env["LSTMGEN_REDIS_URL"] = redis_server.url
-        log.info("redis-server up at %s (append-only file in var/redis)", redis_server.url)
+        log.info("redis-server up at %s (append-only file in %s)", redis_server.url, data)
     elif not redis_reachable(settings.redis_url):
         log.error("LSTMGEN_REDIS_URL=%s is not reachable", settings.redis_url)
         return 1

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)  # API port
     public_url: str = ""  # base of job URLs; empty means http://{host}:{port}
     model_dir: Path = Path("models")  # folder of named models
+    data_dir: Path = Path("var")  # where `make run` keeps its redis-server's append-only file
     default_model: str = "default"  # model used when a request names none
     environment: Literal["development", "production"] = "development"
 

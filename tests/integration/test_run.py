@@ -62,6 +62,7 @@ def stack(model_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[st
         "PYTHONPATH": str(ROOT),
         "LSTMGEN_PORT": str(port),
         "LSTMGEN_MODEL_DIR": str(model_dir),
+        "LSTMGEN_DATA_DIR": str(tmp_path),  # not the developer's var/
         "LSTMGEN_WORKER_MODELS": "tiny",
         "LSTMGEN_DEFAULT_MODEL": "tiny",
         "LSTMGEN_WORKER_SLOTS": "4",
