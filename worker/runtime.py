@@ -119,6 +119,8 @@ class Runtime:
                 if not loop.alive() and not active.done.is_set():
                     log.error("the batch loop of %s died", job.model)
                     return RunOutcome.GONE  # the attempt cap ends the job if this repeats
+            if active.outcome in (RunOutcome.GONE, RunOutcome.RELEASED):
+                log.info("job left this worker: %s", active.outcome.value)  # not an end
             return active.outcome
 
     def _active(self, job: Job, claim: Claim) -> ActiveJob:

@@ -14,7 +14,16 @@ from pathlib import Path
 from flask import Flask
 
 from api import request_logs
-from shared.logs import JobIdFilter, JsonFormatter, TextFormatter, bind_job
+from shared.logs import (
+    CONSOLE_LOGGERS,
+    ConsoleFormatter,
+    JobIdFilter,
+    JsonFormatter,
+    PollFilter,
+    TextFormatter,
+    bind_job,
+    logging_config,
+)
 
 
 def _capture(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
@@ -127,3 +136,38 @@ def test_api_requests_about_a_job_carry_its_id() -> None:
     about_job, unrelated = _lines(stream)
     assert about_job["job_id"] == "abc123"
     assert "job_id" not in unrelated
+
+
+def access_record(request_line: str) -> logging.LogRecord:
+    """Return a gunicorn access-log record for one request line."""
+    return logging.LogRecord(
+        "gunicorn.access", logging.INFO, "", 0, '127.0.0.1 - - "%s" 200 2', (request_line,), None
+    )
+
+
+def test_health_and_readiness_polls_are_not_logged() -> None:
+    polls = PollFilter()
+    assert not polls.filter(access_record("GET /readyz HTTP/1.1"))
+    assert not polls.filter(access_record("GET /healthz HTTP/1.1"))
+    assert polls.filter(access_record("GET /v1/jobs/readyz HTTP/1.1"))
+    assert polls.filter(access_record("POST /v1/jobs HTTP/1.1"))
+
+
+def test_the_console_format_is_one_short_line_with_the_job() -> None:
+    record = logging.LogRecord(
+        "shared.jobs.lifecycle", logging.INFO, "", 0, "job started", (), None
+    )
+    record.job_id = "0123456789abcdef"
+    line = ConsoleFormatter().format(record)
+    assert line.endswith(" 01234567 job started") and len(line.split()) == 4
+    warning = logging.LogRecord("api.app", logging.WARNING, "", 0, "careful", (), None)
+    assert ConsoleFormatter().format(warning).endswith(" careful (warning, api.app)")
+
+
+def test_the_console_config_keeps_job_and_up_lines_and_quiets_the_rest() -> None:
+    config = logging_config("console")
+    assert config["root"]["level"] == "WARNING"
+    assert config["loggers"]["gunicorn.access"]["level"] == "WARNING"
+    for name in CONSOLE_LOGGERS:
+        assert config["loggers"][name]["level"] == "INFO"
+    assert logging_config("json")["root"]["level"] == "INFO"

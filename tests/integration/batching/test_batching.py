@@ -240,10 +240,12 @@ def test_a_job_canceled_mid_batch_leaves_the_others_exact(
     other_ids = [start(api, model, spec) for spec in others]
     for job_id in other_ids:
         wait_progress(api, job_id, 1)
-    canceled_at = time.monotonic()
+    # From the request to the end Redis recorded (its clock is this machine's `time.time()`):
+    # how late this test's polling notices on a loaded machine is no part of the promise.
+    canceled_at = time.time()
     assert api.post(f"/v1/jobs/{doomed_id}/cancel").status_code == 200
     canceled = wait_status(api, doomed_id, timeout=5)
-    assert time.monotonic() - canceled_at < 1.5
+    assert span(redis_client, doomed_id).completed - canceled_at < 1.5
     assert canceled["status"] == "canceled"
     check_prefix(canceled, model, doomed, registry)
     # The others go on after it left, then stop too; everything they wrote is exact.

@@ -10,16 +10,21 @@ import redis
 from shared.client import ApiError, Client, Event, Job, parse_sse
 from tests.conftest import wait_for
 from tests.integration.client.cutting_proxy import CuttingProxy
-from tests.integration.conftest import ApiHandle, StartApi, StartWorker
+from tests.integration.conftest import ApiHandle, StartApi, StartWorker, WorkerHandle, wait_record
 
 LONG = 100_000  # characters: runs for many seconds with the tiny model
 KEYS = ("key-alice", "key-bob")
 
 
 @pytest.fixture(scope="module")
-def stack(start_api: StartApi, start_worker: StartWorker) -> ApiHandle:
-    """Start one worker serving `tiny` and an open API."""
-    start_worker(worker_models="tiny")
+def worker(start_worker: StartWorker) -> WorkerHandle:
+    """Start the one worker serving `tiny`."""
+    return start_worker(worker_models="tiny")
+
+
+@pytest.fixture(scope="module")
+def stack(start_api: StartApi, worker: WorkerHandle) -> ApiHandle:
+    """Start an open API in front of the worker."""
     return start_api()
 
 
@@ -95,10 +100,16 @@ def test_stream_reconnects_after_the_connection_is_cut(stack: ApiHandle, client:
     assert len(ids) == len(set(ids))  # nothing delivered twice
 
 
-def test_cancel_keeps_the_partial_output(client: Client) -> None:
+def test_cancel_keeps_the_partial_output(
+    client: Client, worker: WorkerHandle, redis_client: redis.Redis
+) -> None:
     job = client.submit("tiny", seed="the ", length=LONG)
     wait_for(lambda: client.get(job.id).text, 30, "the first characters")
-    client.cancel(job.id)
+    # The tiny model writes LONG characters in a second or two: the cancel is recorded while
+    # the worker is stopped, so the job cannot have finished first.
+    with worker.paused():
+        client.cancel(job.id)
+        wait_record(redis_client, job.id, status="running", cancel_requested="1")
     final = client.wait(job.id, timeout=10, poll_interval=0.05)
     assert final.status == "canceled"
     assert 0 < len(final.text) < LONG

@@ -9,7 +9,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.client import Client
 from tests.conftest import wait_for
-from tests.integration.conftest import ApiHandle, StartApi, StartWorker, WorkerHandle
+from tests.integration.conftest import (
+    ApiHandle,
+    StartApi,
+    StartWorker,
+    WorkerHandle,
+    job_record,
+    wait_record,
+)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -39,7 +46,7 @@ def scrape(url: str) -> Samples:
 
 
 def test_scrape_counts_jobs_characters_speeds_queues_and_workers(
-    stack: ApiHandle, redis_client: redis.Redis
+    stack: ApiHandle, workers: list[WorkerHandle], redis_client: redis.Redis
 ) -> None:
     with Client(stack.url) as client:
         finished = [client.submit("tiny", seed="a", length=50 + i) for i in range(4)]
@@ -47,7 +54,12 @@ def test_scrape_counts_jobs_characters_speeds_queues_and_workers(
             assert client.wait(job.id, timeout=60, poll_interval=0.05).status == "succeeded"
         running = client.submit("tiny", seed="a", length=100_000)
         wait_for(lambda: client.get(running.id).text, 30, "the long job to start")
-        client.cancel(running.id)
+        # 100,000 characters take the tiny model a second or two: the cancel is recorded while
+        # the job's worker is stopped, so the job cannot have finished first.
+        holder = job_record(redis_client, running.id)["worker"]
+        with next(worker for worker in workers if worker.hostname == holder).paused():
+            client.cancel(running.id)
+            wait_record(redis_client, running.id, status="running", cancel_requested="1")
         canceled = client.wait(running.id, timeout=10, poll_interval=0.05)
         queue = ("lstmgen_queue_depth", (("queue", "lstmgen.gen.tiny3"),))
         before = scrape(stack.url).get(queue, 0)  # other modules may leave messages there

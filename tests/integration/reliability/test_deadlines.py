@@ -25,7 +25,9 @@ from tests.integration.service.helpers import get_job, submit, wait_progress, wa
 
 TIME_LIMIT_S = 1.0
 QUEUE_TTL_S = 1.0
-ENDLESS = 1_000_000  # characters: longer than any test lets a job run, even on a fast machine
+# Characters: minutes of work, longer than any wait here (30 s at most) lets a job run, so a
+# busy job is still running whenever a test looks, even on a fast machine.
+ENDLESS = 10_000_000
 
 
 @pytest.fixture(scope="module")

@@ -2,62 +2,45 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from shared.client import Client
 from tests.conftest import wait_for
 from tests.integration.client.cutting_proxy import CuttingProxy
-from tests.integration.conftest import ApiHandle, StartApi, StartWorker
+from tests.integration.conftest import ApiHandle, StartApi, StartWorker, WorkerHandle, wait_record
+from tests.integration.web.conftest import open_page
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
 KEY = "browser-key"
-LONG = 100_000  # characters: runs for many seconds with the tiny model
+# Characters: minutes of work for the tiny model (100,000 take it a second or two), so a job
+# still runs, streaming, through every step a slow browser takes before the test cancels it.
+LONG = 10_000_000
 
 
 @pytest.fixture(scope="module")
-def stack(start_api: StartApi, start_worker: StartWorker) -> ApiHandle:
-    """Start one worker serving `tiny` and an open API."""
-    start_worker(worker_models="tiny")
-    return start_api()
+def worker(start_worker: StartWorker) -> WorkerHandle:
+    """Start the one worker serving `tiny`."""
+    return start_worker(worker_models="tiny")
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Launch the system's headless Chromium once for the module."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing (CI installs the chromium package)")
-        pytest.skip(f"{CHROMIUM} is missing")
-    with sync_playwright() as playwright:
-        found = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield found
-        found.close()
+def stack(start_api: StartApi, worker: WorkerHandle) -> ApiHandle:
+    """Start an open API in front of the worker, accepting LONG jobs."""
+    return start_api(max_length=LONG)
 
 
 @pytest.fixture
 def page(browser: Browser, redis_client: redis.Redis) -> Iterator[Page]:
     """Open a fresh browser context (empty localStorage) over a flushed job store."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(30_000)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    context.close()
-    assert errors == [], "JavaScript errors on the page"
+    with open_page(browser) as opened:
+        yield opened
 
 
 def choose_model(page: Page, name: str) -> None:
@@ -67,7 +50,7 @@ def choose_model(page: Page, name: str) -> None:
 
 
 def test_generate_streams_text_and_cancel_keeps_it(
-    page: Page, stack: ApiHandle, tmp_path: Path
+    page: Page, stack: ApiHandle, worker: WorkerHandle, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     page.goto(stack.url)
     choose_model(page, "tiny")
@@ -105,7 +88,9 @@ def test_generate_streams_text_and_cancel_keeps_it(
     wait_for(lambda: len(output.text_content() or "") > seen, 20, "the text to stream again")
     followed = output.text_content() or ""
 
-    page.click("#cancel")
+    with worker.paused():  # the page's cancel is recorded while the job cannot move on
+        page.click("#cancel")
+        wait_record(redis_client, long_id, status="running", cancel_requested="1")
     expect(status).to_have_text("canceled")
     expect(page.locator("#generate")).to_be_enabled()
     with Client(stack.url) as client:

@@ -7,7 +7,6 @@ end samples, and the output can be copied and downloaded.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
@@ -17,19 +16,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from playwright.sync_api import Browser, Error, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Error, Locator, Page, Route, expect
 
-from tests.conftest import ROOT
 from tests.integration.conftest import ApiHandle, StartApi, StartWorker
+from tests.integration.web.conftest import open_page
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
 VISIBLE = {" ": "␣", "\n": "⏎", "\t": "⇥"}  # how the chart labels invisible characters
 LONG = 100_000  # characters per sample: runs for many seconds with the tiny model
 
@@ -41,37 +34,15 @@ def stack(start_api: StartApi, start_worker: StartWorker) -> ApiHandle:
     return start_api()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Launch the system's headless Chromium once for the module."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing (CI installs the chromium package)")
-        pytest.skip(f"{CHROMIUM} is missing")
-    with sync_playwright() as playwright:
-        found = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield found
-        found.close()
-
-
 @pytest.fixture
 def page(browser: Browser, stack: ApiHandle, redis_client: redis.Redis) -> Iterator[Page]:
     """Open the page in a fresh context (clipboard allowed) over a flushed job store."""
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 900},
-        permissions=["clipboard-read", "clipboard-write"],
-        accept_downloads=True,
-    )
-    context.set_default_timeout(30_000)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    opened.goto(stack.url)
-    opened.wait_for_selector("#model option[value='tiny']", state="attached")
-    opened.select_option("#model", "tiny")
-    yield opened
-    context.close()
-    assert errors == [], "JavaScript errors on the page"
+    allowed = ["clipboard-read", "clipboard-write"]
+    with open_page(browser, permissions=allowed, accept_downloads=True) as opened:
+        opened.goto(stack.url)
+        opened.wait_for_selector("#model option[value='tiny']", state="attached")
+        opened.select_option("#model", "tiny")
+        yield opened
 
 
 @pytest.fixture
@@ -202,7 +173,7 @@ def test_a_stale_chart_answer_does_not_overwrite_a_newer_one(page: Page, api: ht
     expect_chart(page, predicted(api, "and ", temperature(page)))
 
 
-def test_three_samples_stream_side_by_side(page: Page, api: httpx.Client) -> None:
+def test_three_samples_stream_side_by_side(page: Page, api: httpx.Client, tmp_path: Path) -> None:
     page.fill("#seed", "the ")
     page.fill("#length", str(LONG))
     page.fill("#n", "3")
@@ -227,7 +198,7 @@ def test_three_samples_stream_side_by_side(page: Page, api: httpx.Client) -> Non
     expect(page.locator(".pane .pane-title")).to_have_text(["Sample 1", "Sample 2", "Sample 3"])
     assert rows_of(panes) == 1, "the three panes sit side by side on a wide screen"
     expect_chart(page, predicted(api, "the ", temperature(page)))
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(tmp_path / "three-samples.png"), full_page=True)
 
     page.set_viewport_size({"width": 600, "height": 900})  # narrow: the panes wrap
     assert rows_of(panes) > 1

@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 import redis
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect
 
 from tests.conftest import ROOT, wait_for
 from tests.integration.conftest import ApiHandle, StartApi, StartWorker
+from tests.integration.web.conftest import open_page
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
 EXAMPLES = ROOT / "api" / "static" / "examples"
 # What the API sends with its own pages: the sketch must work under it.
 CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'"
@@ -94,30 +88,11 @@ def stack(start_api: StartApi, start_worker: StartWorker, site: StaticSite) -> A
     return start_api(cors_origins=site.origin)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Launch the system's headless Chromium once for the module."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing (CI installs the chromium package)")
-        pytest.skip(f"{CHROMIUM} is missing")
-    with sync_playwright() as playwright:
-        found = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield found
-        found.close()
-
-
 @pytest.fixture
 def page(browser: Browser, redis_client: redis.Redis) -> Iterator[Page]:
     """Open a fresh browser context over a flushed job store; fail on JavaScript errors."""
-    context = browser.new_context(viewport={"width": 1000, "height": 900})
-    context.set_default_timeout(30_000)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    context.close()
-    assert errors == [], "JavaScript errors on the page"
+    with open_page(browser, viewport={"width": 1000, "height": 900}) as opened:
+        yield opened
 
 
 def job_of(stack: ApiHandle, job_id: str) -> dict[str, Any]:
