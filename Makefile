@@ -36,7 +36,7 @@ test: $(DEV_STAMP)  ## Run every test: unit, then integration (real workers, API
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: $(DEV_STAMP)  ## Run the unit tests only: in-process, a real redis-server at most.
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+	$(PY) -m pytest -q -p no:cacheprovider -n auto tests/unit
 
 check: $(DEV_STAMP)  ## Lint, format check and type check.
 	$(VENV)/bin/ruff check .

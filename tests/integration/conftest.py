@@ -338,6 +338,12 @@ def start_api(
         handle.stop()
 
 
+@pytest.fixture(scope="module")
+def worker(start_worker: StartWorker) -> WorkerHandle:
+    """Start one worker serving `tiny`, once for the module (a module may define its own)."""
+    return start_worker(worker_models="tiny")
+
+
 # Modules that use these define `stack` (the API they test) themselves.
 @pytest.fixture
 def api(stack: ApiHandle, redis_client: redis.Redis) -> httpx.Client:

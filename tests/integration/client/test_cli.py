@@ -17,19 +17,12 @@ from tests.conftest import ROOT, wait_for
 from tests.integration.conftest import (
     ApiHandle,
     StartApi,
-    StartWorker,
     WorkerHandle,
     wait_record,
 )
 
 LSTMGEN = [sys.executable, "-c", "import sys; from shared.client.cli import main; sys.exit(main())"]
 KEY = "cli-key"
-
-
-@pytest.fixture(scope="module")
-def worker(start_worker: StartWorker) -> WorkerHandle:
-    """Start the one worker serving `tiny`."""
-    return start_worker(worker_models="tiny")
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,10 @@ import redis
 from shared.client import ApiError, Client, Event, Job, parse_sse
 from tests.conftest import wait_for
 from tests.integration.client.cutting_proxy import CuttingProxy
-from tests.integration.conftest import ApiHandle, StartApi, StartWorker, WorkerHandle, wait_record
+from tests.integration.conftest import ApiHandle, StartApi, WorkerHandle, wait_record
 
 LONG = 100_000  # characters: runs for many seconds with the tiny model
 KEYS = ("key-alice", "key-bob")
-
-
-@pytest.fixture(scope="module")
-def worker(start_worker: StartWorker) -> WorkerHandle:
-    """Start the one worker serving `tiny`."""
-    return start_worker(worker_models="tiny")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from tests.conftest import wait_for
 from tests.integration.conftest import (
     ApiHandle,
     StartApi,
-    StartWorker,
     WorkerHandle,
     job_record,
     wait_record,
@@ -37,12 +36,6 @@ from tests.integration.service.helpers import (
 # Characters: the tiny model needs well over ten seconds for them, so a test that watches or
 # cancels such a job finds it still running (the API here allows that length).
 LONG = 1_000_000
-
-
-@pytest.fixture(scope="module")
-def worker(start_worker: StartWorker) -> WorkerHandle:
-    """Start the one worker serving `tiny`, once for the module."""
-    return start_worker(worker_models="tiny")
 
 
 @pytest.fixture(scope="module")

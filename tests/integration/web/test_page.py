@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 from shared.client import Client
 from tests.conftest import wait_for
 from tests.integration.client.cutting_proxy import CuttingProxy
-from tests.integration.conftest import ApiHandle, StartApi, StartWorker, WorkerHandle, wait_record
+from tests.integration.conftest import ApiHandle, StartApi, WorkerHandle, wait_record
 from tests.integration.web.conftest import open_page
 
 pytestmark = pytest.mark.browser
@@ -22,12 +22,6 @@ KEY = "browser-key"
 # Characters: minutes of work for the tiny model (100,000 take it a second or two), so a job
 # still runs, streaming, through every step a slow browser takes before the test cancels it.
 LONG = 10_000_000
-
-
-@pytest.fixture(scope="module")
-def worker(start_worker: StartWorker) -> WorkerHandle:
-    """Start the one worker serving `tiny`."""
-    return start_worker(worker_models="tiny")
 
 
 @pytest.fixture(scope="module")
