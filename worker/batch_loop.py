@@ -45,7 +45,7 @@ class RunOutcome(StrEnum):
     RELEASED = "released"  # handed back to the queue (the worker is shutting down)
     GONE = "gone"  # no longer this worker's (ended elsewhere, redelivered, deleted)
     MISSING = "missing"  # no such job (it expired before its message came)
-    DUPLICATE = "duplicate"  # it had ended already: a duplicate delivery
+    ALREADY_ENDED = "already_ended"  # it had ended before (canceled queued, or a duplicate)
 
     @classmethod
     def of(cls, status: JobStatus) -> RunOutcome:

@@ -154,7 +154,7 @@ class Runtime:
             return RunOutcome.MISSING
         if claim.outcome is ClaimOutcome.FINAL:
             log.info("job not run: it ended %s already", claim.final_status)
-            return RunOutcome.DUPLICATE
+            return RunOutcome.ALREADY_ENDED
         job = self.store.get(job_id)
         if job is None:
             return RunOutcome.GONE

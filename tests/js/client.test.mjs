@@ -321,21 +321,34 @@ describe("lstmgen.js client", { skip: SKIP }, () => {
     });
 
     test("resumes with Last-Event-ID and loses nothing", TIMEOUT, async () => {
-      const through = charRNN(proxy.url, MODEL, { apiKey: API_KEY });
-      const job = await through.submit({ seed: "the ", length: 5000, temperature: 0.9, random_seed: 3 });
-      let text = "";
-      const final = await through.stream(job.id, (chunk) => {
-        text += chunk;
-      });
-      assert.equal(proxy.cutDone, 1);
-      assert.equal(proxy.seen.length, 2, "one cut stream, one resumed stream");
-      const [first, resumed] = proxy.seen;
-      assert.doesNotMatch(first, /last-event-id:/i);
-      assert.match(resumed, /last-event-id: *\d+-\d+/i);
-      assert.equal(final.status, "succeeded");
-      assert.equal(text.length, 5000);
-      assert.equal(text, final.output);
-      assert.equal(text, (await direct("GET", `/v1/jobs/${job.id}`)).output);
+      // Cut only once text has arrived, so the client has an event id to resume from, while the
+      // job (16 x 100,000 characters: many seconds) is still running; then cancel it.
+      const manual = await new CuttingProxy(BASE_URL, { cutAfter: null }).start();
+      try {
+        const through = charRNN(manual.url, MODEL, { apiKey: API_KEY });
+        const job = await through.submit({ seed: "the ", length: 100000, n: 16, random_seed: 3 });
+        const texts = Array(16).fill("");
+        let received = 0;
+        const finished = through.stream(job.id, (chunk, index) => {
+          texts[index] += chunk;
+          received += chunk.length;
+        });
+        await waitFor(() => received > 0, 30_000, "the first text");
+        manual.cutNow();
+        const before = received;
+        await waitFor(() => manual.seen.length === 2 && received > before, 30_000, "text after the cut");
+        await direct("POST", `/v1/jobs/${job.id}/cancel`);
+        const final = await finished;
+        assert.equal(manual.cutDone, 1);
+        assert.equal(manual.seen.length, 2, "one cut stream, one resumed stream");
+        const [first, resumed] = manual.seen;
+        assert.doesNotMatch(first, /last-event-id:/i);
+        assert.match(resumed, /last-event-id: *\d+-\d+/i);
+        assert.equal(final.status, "canceled");
+        assert.deepEqual(texts, final.output);
+      } finally {
+        await manual.stop();
+      }
     });
 
     test("gives up after several failed reconnects with a clear error", TIMEOUT, async () => {

@@ -52,6 +52,7 @@ export class CuttingProxy {
     this.cuts = cuts;
     this.cutDone = 0;
     this.seen = [];
+    this.armed = []; // cut functions of the connections armed with `cutAfter: null`
     this.sockets = new Set();
     this.server = net.createServer((downstream) => this.serve(downstream));
   }
@@ -61,6 +62,11 @@ export class CuttingProxy {
     return new Promise((resolve) => {
       this.server.listen(0, "127.0.0.1", () => resolve(this));
     });
+  }
+
+  /** Cut the connections armed with `cutAfter: null` now, mid-response. */
+  cutNow() {
+    for (const cut of this.armed.splice(0)) cut();
   }
 
   get url() {
@@ -85,7 +91,8 @@ export class CuttingProxy {
         this.seen.push(text);
         if (this.cutDone < this.cuts) {
           this.cutDone += 1;
-          budget = this.cutAfter;
+          budget = this.cutAfter ?? Infinity; // null: cut when the test calls cutNow()
+          if (this.cutAfter === null) this.armed.push(cut);
         }
       }
       upstream.write(data);
