@@ -1,6 +1,7 @@
 """Run the whole stack on this machine: Redis, generation workers, the webhook worker, the API.
 
-Used by `make run`. Ctrl-C (or SIGTERM) stops everything it started, in reverse order.
+Used by `make run`. A process that exits is restarted (with backoff) unless it crash-loops;
+Ctrl-C (or SIGTERM) stops everything it started, in reverse order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import redis
 
 from scripts.redis_server import RedisServer, free_port
+from scripts.supervisor import Child, CrashLoop, Supervisor
 from shared.engine.registry import ModelRegistry
 from shared.logs import setup_logging
 from shared.settings import Settings
@@ -32,20 +34,6 @@ def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Pope
     """Start one child process of the stack in its own process group."""
     log.debug("starting %s: %s", name, " ".join(command))
     return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-
-
-def stop_all(children: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
-    """Ask every child to stop (warm shutdown), then kill what is left after the timeout."""
-    for child in reversed(children):
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for child in reversed(children):
-        try:
-            child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
 
 
 def redis_reachable(url: str) -> bool:
@@ -95,29 +83,36 @@ def main() -> int:
     elif not redis_reachable(settings.redis_url):
         log.error("LSTMGEN_REDIS_URL=%s is not reachable", settings.redis_url)
         return 1
-    children: list[subprocess.Popen[bytes]] = []
+    commands = stack_commands(settings, quiet=log_format == "console")
+    supervisor = Supervisor(
+        [Child(name, command) for name, command in commands],
+        lambda child: start(child.name, child.command, env),
+    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    status = 0
     try:
-        for name, command in stack_commands(settings, quiet=log_format == "console"):
-            children.append(start(name, command, env))
-        if wait_ready(settings.base_url, children, stop):
-            log.info(
-                "lstmgen is up at %s (models: %s); Ctrl-C stops it",
-                settings.base_url,
-                ", ".join(models),
-            )
-        while not stop.wait(0.2) and all(child.poll() is None for child in children):
-            pass
-        if not stop.is_set():
-            log.error("a process of the stack exited; stopping the rest")
+        supervisor.start()
+        announced = False
+        while not stop.wait(0.5):
+            supervisor.check(time.monotonic())
+            if not announced and ready(settings.base_url):
+                log.info(
+                    "lstmgen is up at %s (models: %s); Ctrl-C stops it",
+                    settings.base_url,
+                    ", ".join(models),
+                )
+                announced = True
+    except CrashLoop as loop:
+        log.error("%s", loop)
+        status = 1
     finally:
-        stop_all(children)
+        supervisor.stop()
         if redis_server is not None:
             redis_server.stop()
         log.info("stopped")
-    return 0
+    return status
 
 
 def default_redis_port() -> int:
@@ -127,18 +122,12 @@ def default_redis_port() -> int:
     return free_port() if taken else 6379
 
 
-def wait_ready(
-    base_url: str, children: list[subprocess.Popen[bytes]], stop: threading.Event
-) -> bool:
-    """Wait until /readyz answers 200 (models loaded, a worker up); False if stopped first."""
-    while not stop.is_set() and all(child.poll() is None for child in children):
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        stop.wait(0.5)
-    return False
+def ready(base_url: str) -> bool:
+    """Return whether /readyz answers 200 (models loaded, a worker up)."""
+    try:
+        return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,21 @@ class Output:
         return "\n".join(self.lines)
 
 
+def worker_pid(port: int) -> int | None:
+    """Return the pid of the generation worker of the stack whose API is on `port`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"gen1@" in command and f"LSTMGEN_PORT={port}\0".encode() in environ:
+            return int(entry.name)
+    return None
+
+
 @pytest.fixture
 def stack(model_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, str]]:
     """Start `python -m scripts.run` as `make run` does, on free ports, serving `tiny`."""
@@ -77,9 +93,13 @@ def stack(model_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[st
     try:
         yield process, output, f"http://127.0.0.1:{port}"
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
+        if process.poll() is None:  # Ctrl-C: it stops the processes it started
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(30)
         output.join(30)
         assert process.stdout is not None
         process.stdout.close()
@@ -107,3 +127,25 @@ def test_make_run_prints_one_short_line_per_event_and_stops_on_ctrl_c(
     assert "/readyz" not in printed and "/healthz" not in printed
     assert '{"ts"' not in printed  # no JSON lines: production's format is asked for by name
     assert "celery@" not in printed and "-------------- " not in printed  # no Celery banner
+
+
+def test_a_killed_worker_is_restarted_and_the_stack_serves_again(
+    stack: tuple[subprocess.Popen[str], Output, str],
+) -> None:
+    process, output, url = stack
+    wait_for(lambda: output.has(UP_LINES[-1]) or process.poll() is not None, START_TIMEOUT_S,
+             "the stack to be up")  # fmt: skip
+    assert output.has(UP_LINES[-1]), output.text()
+    pid = worker_pid(int(url.rsplit(":", 1)[1]))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20  # nobody touches the stack; it must serve again by then
+    wait_for(lambda: output.has(r"generation worker 1 exited \(signal SIGKILL\); restarting"), 10,
+             "the supervisor to notice")  # fmt: skip
+    up = r"generation worker \S+ up \(models: tiny\)"
+    wait_for(lambda: sum(bool(re.search(up, line)) for line in list(output.lines)) == 2,
+             deadline - time.monotonic(), "the restarted worker")  # fmt: skip
+    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+    job = httpx.post(f"{url}/v1/jobs", json={"seed": "a", "length": 50}, timeout=30).json()
+    wait_for(lambda: output.has(rf"{job['id'][:8]} job ended succeeded"), 30, "a job on it")
+    assert process.poll() is None  # the stack kept running
