@@ -123,15 +123,3 @@ class Receiver:
                 if left <= 0:
                     raise TimeoutError(f"receiver got {len(got)} request(s): {got}")
                 self._changed.wait(left)
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "") -> object:
-    """Poll a condition until it is truthy (Redis state has no notification); return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or condition}")
-        time.sleep(0.02)

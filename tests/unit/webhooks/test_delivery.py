@@ -35,7 +35,8 @@ from shared.webhooks.deliveries import (
 )
 from shared.webhooks.events import WebhookEvent
 from shared.webhooks.ssrf import make_webhook_client
-from tests.webhook_receiver import SECRET_A, SECRET_B, Answer, Receiver, wait_for
+from tests.conftest import wait_for
+from tests.webhook_receiver import SECRET_A, SECRET_B, Answer, Receiver
 from worker.webhook_worker import (
     Deliverer,
     Scheduler,
@@ -249,7 +250,7 @@ def test_redeliver_sends_again_with_the_same_id(harness: Harness, receiver: Rece
     assert first.body == second.body
     delivery = wait_for(
         lambda: (d := harness.store.get("job1", delivery_id)) and len(d.attempts) == 2 and d,
-        what="second attempt recorded",
+        message="second attempt recorded",
     )
     assert isinstance(delivery, Delivery)
     assert delivery.state is DeliveryState.SUCCEEDED and delivery.redeliveries == 1
