@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
 
@@ -22,6 +23,7 @@ from shared.webhooks.deliveries import notify_job_event
 from shared.webhooks.events import WebhookEvent
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")  # what one hook is told: a job id or an Ended
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,9 @@ class Lifecycle:
             self._call(listener.finished, ended)
 
     @staticmethod
-    def _call(hook: object, argument: object) -> None:
+    def _call(hook: Callable[[T], None], argument: T) -> None:
         try:
-            hook(argument)  # type: ignore[operator]
+            hook(argument)
         except Exception:
             log.exception("a job lifecycle listener failed")
 
