@@ -12,10 +12,18 @@ from api.problems import FieldError, Problem, invalid
 from api.services import Services
 from api.validation import check_metadata, validate
 from shared import metrics
-from shared.celery_app import GENERATE_TASK, generation_queue
+from shared.celery_app import enqueue
 from shared.engine.model import EmptySeedError, LSTMModel, UnknownCharactersError, UnknownChars
 from shared.engine.sampling import derive_random_seed
-from shared.jobs.records import CreateOutcome, Job, JobInput, NewJob, fingerprint, new_job_id
+from shared.jobs.records import (
+    CreateOutcome,
+    Job,
+    JobInput,
+    JobStatus,
+    NewJob,
+    fingerprint,
+    new_job_id,
+)
 from shared.webhooks.ssrf import validate_webhook_url
 
 log = logging.getLogger(__name__)
@@ -46,11 +54,77 @@ def check_seed(model: LSTMModel, seed: str, unknown: UnknownChars, field: str = 
         raise invalid([FieldError(field, str(error))]) from None
 
 
+@dataclass(frozen=True)
+class Continued:
+    """What a job with `continue_from` takes over from the job it continues."""
+
+    model: str
+    seed: str
+    unknown_chars: UnknownChars
+    n: int
+    random_seed: int
+    prefix: tuple[str, ...]  # each sample's text so far
+
+
+def continued(services: Services, owner: str, payload: dict[str, Any], job_id: str) -> Continued:
+    """Return what a continuation of the caller's job `job_id` goes on from, or a 422."""
+    field = "continue_from"
+    source = services.store.owned(job_id, owner)
+    if source is None:
+        raise invalid([FieldError(field, f"no job {job_id!r}")])
+    if source.status is not JobStatus.SUCCEEDED:
+        message = f"job {job_id!r} is {source.status.value}; only a succeeded job goes on"
+        raise invalid([FieldError(field, message)])
+    given = {name: value for name, value in payload.items() if value not in ("", None)}
+    clashes = [
+        FieldError(name, f"is taken from the continued job; leave it out or give {value!r}")
+        for name, value in (("seed", source.input.seed), ("random_seed", source.random_seed))
+        if name in given and given[name] != value
+    ]
+    clashes += [
+        FieldError(name, f"must be the continued job's {value!r}")
+        for name, value in (("n", source.n),)
+        if name in payload and payload[name] != value
+    ]
+    if "model" in payload and services.resolve(str(payload["model"])) != source.model:
+        clashes.append(FieldError("model", f"must be the continued job's {source.model!r}"))
+    if clashes:
+        raise invalid(clashes)
+    earlier = services.store.prefix(source.id) or ("",) * source.n
+    prefix = tuple(a + b for a, b in zip(earlier, source.outputs, strict=True))
+    longest = max(len(text) for text in prefix)
+    if longest > services.settings.max_length:
+        message = (
+            f"the text to continue has {longest} characters, more than the "
+            f"{services.settings.max_length} one job may have"
+        )
+        raise invalid([FieldError(field, message)])
+    return Continued(
+        model=source.model,
+        seed=source.input.seed,
+        unknown_chars=source.input.unknown_chars,
+        n=source.n,
+        random_seed=source.random_seed,
+        prefix=prefix,
+    )
+
+
 def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str) -> NewJob:
     """Validate a create request and return the job to store."""
     request = validate(services.job_request, payload)
     check_metadata(request.metadata)
+    origin = None
+    if request.continue_from is not None:
+        origin = continued(services, owner, payload, request.continue_from)
+        request.model, request.seed, request.n = origin.model, origin.seed, origin.n
+        request.unknown_chars, request.random_seed = origin.unknown_chars, origin.random_seed
     model = services.load_model(request.model, field="model")
+    if origin is not None and not model.reversible:
+        message = (
+            f"model {model.name!r} has vocabulary entries that are not single characters, "
+            "so the ids of its text cannot be told and the text cannot be continued exactly"
+        )
+        raise invalid([FieldError("continue_from", message)])
     check_seed(model, request.seed, request.unknown_chars)
     if request.webhook is not None:
         try:
@@ -69,7 +143,8 @@ def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str
         stop=tuple(request.stop),
         n=request.n,
         unknown_chars=request.unknown_chars,
-        random_seed=request.random_seed,
+        random_seed=None if origin is not None else request.random_seed,
+        continue_from=request.continue_from,
     )
     random_seed = request.random_seed
     return NewJob(
@@ -84,6 +159,7 @@ def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str
         webhook=request.webhook,
         webhook_events_filter=tuple(dict.fromkeys(request.webhook_events_filter)),
         metadata=request.metadata,
+        prefix=() if origin is None else origin.prefix,
     )
 
 
@@ -134,7 +210,7 @@ def _existing(
 
 def _enqueue(services: Services, job: NewJob) -> None:
     try:
-        services.celery.send_task(GENERATE_TASK, args=[job.id], queue=generation_queue(job.model))
+        enqueue(services.celery, job.id, job.model)
     except Exception:
         log.exception("could not enqueue job %s", job.id, extra={"job_id": job.id})
         services.store.abandon(job.id, job.n, "enqueue_failed", "the job could not be enqueued")

@@ -11,6 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.problems import FieldError, Problem, invalid
 from shared.engine.sampling import MAX_RANDOM_SEED
+from shared.jobs.records import JOB_ID_PATTERN
 from shared.settings import Settings
 from shared.webhooks.events import ALL_EVENTS, WebhookEvent
 
@@ -111,6 +112,15 @@ def job_request_model(settings: Settings) -> type[BaseModel]:
         )
         metadata: dict[str, Any] = Field(
             default_factory=dict, description="Free-form data kept with the job."
+        )
+        continue_from: str | None = Field(
+            None,
+            pattern=JOB_ID_PATTERN,
+            description=(
+                "Id of a succeeded job whose text this one goes on with: its model, seed, "
+                "samples and random stream continue, so its output followed by this one's is "
+                "what one job of both lengths gives. Excludes seed and random_seed."
+            ),
         )
 
     return JobRequest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
+from typing import Any
 
 import redis
 from celery import Celery
@@ -65,6 +66,22 @@ def make_celery(settings: Settings) -> Celery:
         worker_concurrency=settings.worker_slots,
     )
     return app
+
+
+def enqueue(app: Celery, job_id: str, model: str) -> None:
+    """Send the message that has a worker of the model run the job."""
+    app.send_task(GENERATE_TASK, args=[job_id], queue=generation_queue(model))
+
+
+def restore_unacked(app: Celery, delivery_tag: str) -> bool:
+    """Put a delivered, unacknowledged message back at the head of its queue, now rather than
+    after the visibility timeout; return False if the broker holds no such message."""
+    with app.connection_for_write() as connection:
+        channel: Any = connection.default_channel
+        if not delivery_tag or not channel.client.hexists(channel.unacked_key, delivery_tag):
+            return False
+        channel.qos.restore_by_tag(delivery_tag)
+        return True
 
 
 def renew_unacked(client: redis.Redis, delivery_tags: Collection[str]) -> None:

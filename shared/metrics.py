@@ -89,11 +89,13 @@ def _observe(
     pipe.hincrby(hist.key, _field(labels, "count"), 1)
 
 
-def _execute(pipe: redis.client.Pipeline, what: str) -> None:
+def _execute(pipe: redis.client.Pipeline, what: str) -> bool:
     try:
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("metrics: could not record %s: %s", what, exc)
+        return False
+    return True
 
 
 def record_status(client: redis.Redis, status: str) -> None:
@@ -136,8 +138,9 @@ def heartbeat(
     worker: str,
     ttl_s: float,
     batches: Mapping[str, Mapping[str, int]] | None = None,
-) -> None:
-    """Mark `worker` alive for `ttl_s` seconds (call it more often than that).
+) -> bool:
+    """Mark `worker` alive for `ttl_s` seconds (call it more often than that); return whether
+    Redis took it.
 
     The value is JSON: `{"batches": {model: {"size": ..., "peak": ...}}}`, the sequences in each
     model's batch now and the most it has stepped together, for operators and tests to read.
@@ -146,7 +149,7 @@ def heartbeat(
     pipe = client.pipeline(transaction=True)
     pipe.set(WORKER_PREFIX + worker, value, px=max(1, int(ttl_s * 1000)))
     pipe.sadd(WORKER_INDEX, worker)
-    _execute(pipe, f"heartbeat of {worker}")
+    return _execute(pipe, f"heartbeat of {worker}")
 
 
 def _decode(value: bytes | str) -> str:

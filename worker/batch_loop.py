@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol, cast
 
@@ -46,6 +46,7 @@ class RunOutcome(StrEnum):
     GONE = "gone"  # no longer this worker's (ended elsewhere, redelivered, deleted)
     MISSING = "missing"  # no such job (it expired before its message came)
     ALREADY_ENDED = "already_ended"  # it had ended before (canceled queued, or a duplicate)
+    DUPLICATE = "duplicate"  # a live worker runs it (a second message of the same job)
 
     @classmethod
     def of(cls, status: JobStatus) -> RunOutcome:
@@ -60,8 +61,13 @@ class LoopStore(Protocol):
         """Write new output and progress; answer whether each job goes on."""
         ...
 
-    def finish(self, finals: Sequence[Final]) -> list[bool]:
-        """Record final states; False where the job is no longer this attempt's."""
+    def finish(self, finals: Sequence[Final]) -> list[FlushOutcome]:
+        """Record final states: OK, GONE where the job is no longer this attempt's, REBASE
+        where the stored output is not as long as the update says."""
+        ...
+
+    def stored_lengths(self, job_id: str, n: int) -> list[int]:
+        """Return how many characters of each output are stored."""
         ...
 
     def release(self, job_id: str, attempt: int, n: int) -> bool:
@@ -71,7 +77,13 @@ class LoopStore(Protocol):
 
 @dataclass(eq=False)
 class ActiveJob:
-    """A claimed job in a model loop, and how much of its output Redis already has."""
+    """A claimed job in a model loop, and how much of its output Redis already has.
+
+    A job that ran before (its worker died) resumes from its stored text: the text is fed
+    after the seed and the random stream goes on at the step after it, so the job writes the
+    text an uninterrupted run writes. A job with a `prefix` (`continue_from`) goes on from that
+    text the same way; its own output is what comes after it.
+    """
 
     job_id: str
     model: str
@@ -80,10 +92,12 @@ class ActiveJob:
     unknown: UnknownChars
     params: SamplingParams
     random_seed: int
-    stored: list[int]  # characters of each sample already written
+    stored: list[int]  # characters of each sample's output already written
     time_limit_s: float
     created_at: float  # Unix time the job was submitted
     notify_output: bool  # emit throttled `output` events
+    resumed: list[str] = field(default_factory=list)  # each output as stored at the claim
+    prefix: list[str] = field(default_factory=list)  # each sample's text before its output
     started: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     outcome: RunOutcome = RunOutcome.GONE  # how it ended, once `done` is set
@@ -100,10 +114,33 @@ class ActiveJob:
         """Return the batch keys of the samples."""
         return [(self.job_id, index) for index in range(self.n)]
 
+    def offset(self, index: int) -> int:
+        """Return where sample `index`'s output starts in its sequence's text."""
+        return len(self.prefix[index]) if self.prefix else 0
+
     def end(self, outcome: RunOutcome) -> None:
         """Tell the waiting task thread how the job ended."""
         self.outcome = outcome
         self.done.set()
+
+
+@dataclass
+class _Ending:
+    """A job that left the batch, until its final state is recorded."""
+
+    job: ActiveJob
+    status: JobStatus
+    error: JobError | None
+    reasons: tuple[str, ...]
+    done: int
+    texts: list[str]  # each sample's whole output
+
+    def final(self) -> Final:
+        """Return the final write: the output Redis lacks, and how the job ended."""
+        stored = self.job.stored
+        chunks = tuple(text[s:] for text, s in zip(self.texts, stored, strict=True))
+        update = Progress(self.job.job_id, self.job.attempt, self.done, chunks, tuple(stored))
+        return Final(update, self.status, self.reasons, self.error)
 
 
 @dataclass
@@ -137,7 +174,7 @@ class ModelLoop:
         self._inbox: queue.SimpleQueue[ActiveJob] = queue.SimpleQueue()
         self._waiting: deque[ActiveJob] = deque()
         self._jobs: dict[str, ActiveJob] = {}
-        self._unrecorded: list[tuple[ActiveJob, Final]] = []
+        self._unrecorded: list[_Ending] = []
         self._batch: Batch | None = None
         self._model: LSTMModel | None = None
         self._stopping = threading.Event()
@@ -227,18 +264,37 @@ class ModelLoop:
             return
         try:
             ids = self._model.encode_seed(job.seed, job.unknown)
-            for index, key in enumerate(job.keys()):
-                self._batch.add(key, ids, job.params, job.random_seed, index)
-                job.in_batch = True
+            resumed = [self._add(job, index, ids) for index in range(job.n)]
         except (ValueError, KeyError) as error:
             self._fail(job, JobError("invalid_input", str(error)))
             return
+        if any(resumed):
+            log.info("job resumed at %s characters", resumed, extra={"job_id": job.job_id})
         log.debug(
             "job joined the batch of %s (%d sequences)",
             self.name,
             len(self._batch),
             extra={"job_id": job.job_id},
         )
+
+    def _add(self, job: ActiveJob, index: int, seed_ids: list[int]) -> int:
+        """Add one sample to the batch, after the text it generated before if it can tell
+        the ids of that text; return how many of its output's characters it resumes after."""
+        assert self._batch is not None and self._model is not None
+        prefix = job.prefix[index] if job.prefix else ""
+        resumed = job.resumed[index] if job.resumed else ""
+        before = self._model.encode_generated(prefix + resumed)
+        if before is None:
+            if prefix:
+                raise ValueError(f"model {self.name!r} cannot tell the ids of the text to continue")
+            before = []  # generated again from the start: the same text, at the cost of time
+        params = job.params
+        if prefix:
+            params = replace(params, length=len(prefix) + params.length)
+        before = before[: params.length - 1]  # at least one step left
+        self._batch.add(job.keys()[index], seed_ids, params, job.random_seed, index, before)
+        job.in_batch = True
+        return max(0, len(before) - len(prefix))
 
     def _step(self) -> None:
         batch = self._batch
@@ -264,23 +320,29 @@ class ModelLoop:
         if completed:
             self._end_many([(job, JobStatus.SUCCEEDED, None) for job in completed])
 
-    def _new_texts(self, job: ActiveJob, *, remove: bool = False) -> list[str]:
-        """Return each sample's text after what Redis already has (taking the samples out of
-        the batch if asked)."""
+    def _new_texts(self, job: ActiveJob) -> list[str]:
+        """Return each sample's output after what Redis already has."""
         texts = []
         for index, (key, stored) in enumerate(zip(job.keys(), job.stored, strict=True)):
+            start = job.offset(index) + stored
             if index in job.finished:
-                texts.append(job.finished[index].text[stored:])
+                texts.append(job.finished[index].text[start:])
             elif self._batch is not None and key in self._batch:
-                batch = self._batch
-                texts.append(batch.remove(key)[stored:] if remove else batch.text(key, stored))
+                texts.append(self._batch.text(key, start))
             else:
                 texts.append("")
         return texts
 
     def _leave(self, job: ActiveJob) -> list[str]:
-        """Take the job's samples out of the batch; return each one's text Redis lacks."""
-        texts = self._new_texts(job, remove=True)
+        """Take the job's samples out of the batch; return each one's whole output."""
+        texts = []
+        for index, key in enumerate(job.keys()):
+            if index in job.finished:
+                texts.append(job.finished[index].text[job.offset(index) :])
+            elif self._batch is not None and key in self._batch:
+                texts.append(self._batch.remove(key)[job.offset(index) :])
+            else:
+                texts.append("")  # it never joined
         job.in_batch = False
         return texts
 
@@ -290,9 +352,9 @@ class ModelLoop:
             item = job.finished.get(index)
             if item is not None:
                 stopped = item.reason is FinishReason.STOP
-                total += len(item.text) if stopped else job.params.length
+                total += len(item.text) - job.offset(index) if stopped else job.params.length
             elif self._batch is not None and key in self._batch:
-                total += self._batch.progress(key)
+                total += self._batch.progress(key) - job.offset(index)
         return total
 
     def _fail(self, job: ActiveJob, error: JobError) -> None:
@@ -306,36 +368,55 @@ class ModelLoop:
             if self._jobs.get(job.job_id) is not job:
                 continue  # that flush's answer ended it already (canceled or gone)
             done = self._done(job)  # before the samples leave the batch
-            update = Progress(job.job_id, job.attempt, done, tuple(self._leave(job)))
             reasons: tuple[str, ...] = ()
             if status is JobStatus.SUCCEEDED:
                 reasons = tuple(job.finished[i].reason.value for i in range(job.n))
+            texts = self._leave(job)
             self._jobs.pop(job.job_id, None)
-            self._unrecorded.append((job, Final(update, status, reasons, error)))
+            self._unrecorded.append(_Ending(job, status, error, reasons, done, texts))
         self._record_endings()
 
     def _record_endings(self) -> None:
         if not self._unrecorded:
             return
         try:
-            results = self._store.finish([final for _, final in self._unrecorded])
+            results = self._store.finish([ending.final() for ending in self._unrecorded])
         except redis.RedisError as error:
             log.warning(
                 "could not record %d finished jobs, will retry: %s", len(self._unrecorded), error
             )
             return
         endings, self._unrecorded = self._unrecorded, []
-        for (job, final), recorded in zip(endings, results, strict=True):
-            if recorded:
-                self._after_end(job, final)
-            job.end(RunOutcome.of(final.status) if recorded else RunOutcome.GONE)
+        for ending, result in zip(endings, results, strict=True):
+            job = ending.job
+            if result is FlushOutcome.REBASE:
+                self._rebase(job)  # write again from what Redis has, at the next flush
+                self._unrecorded.append(ending)
+                continue
+            if result is FlushOutcome.OK:
+                self._after_end(ending)
+            job.end(RunOutcome.of(ending.status) if result is FlushOutcome.OK else RunOutcome.GONE)
 
-    def _after_end(self, job: ActiveJob, final: Final) -> None:
+    def _rebase(self, job: ActiveJob) -> None:
+        """Take the stored lengths of a job's output as where its next write starts."""
+        try:
+            job.stored = self._store.stored_lengths(job.job_id, job.n)
+        except redis.RedisError as error:  # the next write answers REBASE again
+            log.warning("could not read stored lengths: %s", error, extra={"job_id": job.job_id})
+            return
+        log.warning(
+            "stored output differs from what was written; writing again from %s",
+            job.stored,
+            extra={"job_id": job.job_id},
+        )
+
+    def _after_end(self, ending: _Ending) -> None:
+        job = ending.job
         ended = Ended(
             job_id=job.job_id,
             model=job.model,
-            status=final.status,
-            chars=final.update.done,
+            status=ending.status,
+            chars=ending.done,
             total_s=time.time() - job.created_at,
             generation_s=time.monotonic() - job.started,
         )
@@ -351,7 +432,13 @@ class ModelLoop:
         if not jobs:
             return
         updates = [
-            Progress(job.job_id, job.attempt, self._done(job), tuple(self._new_texts(job)))
+            Progress(
+                job.job_id,
+                job.attempt,
+                self._done(job),
+                tuple(self._new_texts(job)),
+                tuple(job.stored),
+            )
             for job in jobs
         ]
         result = self._writer.submit(self._store.flush, updates)
@@ -373,7 +460,10 @@ class ModelLoop:
         for job, update, result in zip(write.jobs, write.updates, results, strict=True):
             if self._jobs.get(job.job_id) is not job:
                 continue  # a redelivery of it replaced it meanwhile
-            job.stored = [s + len(c) for s, c in zip(job.stored, update.chunks, strict=True)]
+            if result is FlushOutcome.REBASE:
+                self._rebase(job)
+                continue
+            job.stored = [s + len(c) for s, c in zip(update.bases, update.chunks, strict=True)]
             if result is FlushOutcome.CANCEL:
                 canceled.append((job, JobStatus.CANCELED, None))
             elif result is FlushOutcome.GONE:

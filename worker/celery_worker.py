@@ -7,13 +7,20 @@ process handles is connected here.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from celery import signals
 from kombu.entity import Queue
 
 from shared import logs
-from shared.celery_app import GENERATION_QUEUE_PREFIX, generation_queue, make_celery
+from shared.celery_app import (
+    GENERATION_QUEUE_PREFIX,
+    enqueue,
+    generation_queue,
+    make_celery,
+    restore_unacked,
+)
 from shared.engine.registry import ModelRegistry
 from shared.jobs.store import JobStore
 from shared.settings import get_settings
@@ -28,7 +35,15 @@ served = list(settings.worker_models) or list(models.names())
 
 app = make_celery(settings)
 app.conf.task_queues = [Queue(generation_queue(name)) for name in served]  # type: ignore[no-untyped-call]
-runtime = Runtime(settings, JobStore.from_settings(settings), models)
+
+
+def _redeliver(job_id: str, model: str, delivery_tag: str) -> None:
+    """Hand a lost job's message back to its queue, or send a new one if the broker has none."""
+    if not restore_unacked(app, delivery_tag):
+        enqueue(app, job_id, model)
+
+
+runtime = Runtime(settings, JobStore.from_settings(settings), models, redeliver=_redeliver)
 register_tasks(app, lambda: runtime)
 webhooks = WebhookRole(app, settings)  # `--webhooks`: deliver webhooks instead of generating
 
@@ -65,7 +80,9 @@ def _start(sender: Any, **_: Any) -> None:
         q[len(GENERATION_QUEUE_PREFIX) :] for q in queues if q.startswith(GENERATION_QUEUE_PREFIX)
     ]
     if names:
-        runtime.start(str(sender.hostname), sorted(names))
+        # One id per process: a worker restarted under the same name must not look alive to
+        # the jobs its predecessor was running.
+        runtime.start(f"{sender.hostname}/{uuid.uuid4().hex[:8]}", sorted(names))
 
 
 @signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]

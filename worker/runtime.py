@@ -1,10 +1,13 @@
-"""The per-process generation runtime: model loops, claiming jobs, heartbeats."""
+"""The per-process generation runtime: model loops, claiming jobs, heartbeats, and requeueing
+the jobs of workers whose heartbeat stopped."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 import redis
 
@@ -23,6 +26,8 @@ from worker.batch_loop import ActiveJob, ModelLoop, RunOutcome
 log = logging.getLogger(__name__)
 
 HEARTBEAT_MISSES = 3  # a worker silent for this many periods counts as down
+# Hands a lost job's broker message back to its queue: (job id, model, delivery tag).
+Redeliver = Callable[[str, str, str], None]
 
 
 class Runtime:
@@ -34,12 +39,15 @@ class Runtime:
         store: JobStore,
         models: ModelRegistry,
         lifecycle: Lifecycle | None = None,
+        redeliver: Redeliver | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.models = models
         self.lifecycle = lifecycle or service_lifecycle(store, settings.base_url)
+        self.redeliver = redeliver
         self.worker_id = "unstarted"
+        self._started = threading.Event()
         self._loops: dict[str, ModelLoop] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -47,11 +55,17 @@ class Runtime:
         self._unacked: dict[str, str] = {}  # running job id -> its broker message's delivery tag
 
     def start(self, worker_id: str, models: list[str]) -> None:
-        """Load the served models, then announce the worker with a heartbeat."""
+        """Load the served models, then announce the worker with a heartbeat.
+
+        `worker_id` names this process alone (a restarted worker gets a new one), so that its
+        predecessor's jobs count as lost.
+        """
         self.worker_id = worker_id
         loops = [self.loop_for(name) for name in models]
         for loop in loops:
             loop.ready.wait()
+        self._send_heartbeat()  # before any claim: a claimed job's worker is always alive
+        self._started.set()
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
         logs.announce("generation worker %s up (models: %s)", worker_id, ", ".join(models))
@@ -96,23 +110,32 @@ class Runtime:
             with self._lock:
                 self._unacked[job_id] = delivery_tag
         try:
-            return self._run(job_id)
+            return self._run(job_id, delivery_tag)
         finally:
             with self._lock:
                 self._unacked.pop(job_id, None)
 
-    def _run(self, job_id: str) -> RunOutcome:
+    def _run(self, job_id: str, delivery_tag: str | None) -> RunOutcome:
         with bind_job(job_id):
+            while not self._started.wait(1.0):  # a message can come before start() is done
+                if self._stopping.is_set():
+                    break
             if self._stopping.is_set():
                 return RunOutcome.RELEASED  # never claimed: the message goes back to the queue
-            claim = self.store.claim(job_id, self.worker_id, self.settings)
+            claim = self.store.claim(
+                job_id,
+                self.worker_id,
+                self.settings,
+                delivery=delivery_tag or "",
+                beats=metrics.WORKER_PREFIX,
+            )
             if claim.outcome is not ClaimOutcome.CLAIMED:
                 return self._not_run(job_id, claim)
             job = self.store.get(job_id)
             if job is None:
                 return RunOutcome.GONE
             self.lifecycle.started(job_id)
-            active = self._active(job, claim)
+            active = self._active(job, claim, self.store.prefix(job_id))
             loop = self.loop_for(job.model)
             loop.submit(active)
             while not active.done.wait(1.0):
@@ -123,7 +146,7 @@ class Runtime:
                 log.info("job left this worker: %s", active.outcome.value)  # not an end
             return active.outcome
 
-    def _active(self, job: Job, claim: Claim) -> ActiveJob:
+    def _active(self, job: Job, claim: Claim, prefix: tuple[str, ...]) -> ActiveJob:
         spec = job.input
         params = SamplingParams(
             length=spec.length,
@@ -140,7 +163,9 @@ class Runtime:
             unknown=spec.unknown_chars,
             params=params,
             random_seed=job.random_seed,
-            stored=list(claim.stored),
+            stored=[len(text) for text in job.outputs],
+            resumed=list(job.outputs),
+            prefix=list(prefix) or [""] * job.n,
             time_limit_s=self.settings.job_time_limit_s,
             created_at=job.created_at,
             notify_output=job.webhook is not None
@@ -155,6 +180,9 @@ class Runtime:
         if claim.outcome is ClaimOutcome.FINAL:
             log.info("job not run: it ended %s already", claim.final_status)
             return RunOutcome.ALREADY_ENDED
+        if claim.outcome is ClaimOutcome.DUPLICATE:
+            log.info("job not run: a live worker runs it (a duplicate message)")
+            return RunOutcome.DUPLICATE
         job = self.store.get(job_id)
         if job is None:
             return RunOutcome.GONE
@@ -167,12 +195,16 @@ class Runtime:
         return {name: {"size": loop.size(), "peak": loop.peak} for name, loop in loops}
 
     def _beat(self) -> None:
-        """Until the worker stops: beat, renew running jobs' broker messages, expire stale jobs."""
+        """Until the worker stops: beat, renew running jobs' broker messages, requeue the jobs
+        of lost workers, expire stale jobs."""
         period = self.settings.worker_heartbeat_s
+        # Beating since (monotonic): the jobs of other workers count as lost only once this
+        # one has beaten for a whole heartbeat lifetime, so that after an outage of Redis the
+        # live workers have beaten again before anyone sweeps.
+        beating_since: float | None = time.monotonic()
         while not self._stopping.is_set():
-            metrics.heartbeat(
-                self.store.client, self.worker_id, period * HEARTBEAT_MISSES, self.batches()
-            )
+            beat = self._send_heartbeat()
+            beating_since = (beating_since or time.monotonic()) if beat else None
             with self._lock:
                 tags = list(self._unacked.values())
             try:
@@ -180,10 +212,33 @@ class Runtime:
             except redis.RedisError as error:
                 log.warning("could not renew %d broker messages: %s", len(tags), error)
             try:
+                if beating_since and time.monotonic() - beating_since >= self._heartbeat_ttl():
+                    self._requeue_lost()
+            except redis.RedisError as error:
+                log.warning("could not requeue the jobs of lost workers: %s", error)
+            try:
                 self._expire_stale()
             except redis.RedisError as error:
                 log.warning("could not expire stale jobs: %s", error)
             self._stopping.wait(period)
+
+    def _heartbeat_ttl(self) -> float:
+        return self.settings.worker_heartbeat_s * HEARTBEAT_MISSES
+
+    def _send_heartbeat(self) -> bool:
+        return metrics.heartbeat(
+            self.store.client, self.worker_id, self._heartbeat_ttl(), self.batches()
+        )
+
+    def _requeue_lost(self) -> None:
+        """Requeue the running jobs of workers that missed HEARTBEAT_MISSES beats, and hand
+        their broker messages back (the visibility timeout stays the last resort)."""
+        for job_id, tag in self.store.requeue_lost(metrics.WORKER_PREFIX):
+            with bind_job(job_id):
+                job = self.store.get(job_id)
+                log.warning("job requeued: its worker stopped beating")
+                if job is not None and self.redeliver is not None:
+                    self.redeliver(job_id, job.model, tag)
 
     def _expire_stale(self) -> None:
         for job_id in self.store.expire_stale(self.settings.queue_ttl_s):

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     submit.add_argument("-n", type=int, help="number of samples")
     submit.add_argument("--unknown-chars", choices=["error", "drop", "lowercase"])
     submit.add_argument("--webhook", help="URL to notify when the job finishes")
+    submit.add_argument(
+        "--continue-from", metavar="JOB_ID", help="go on with the text of a succeeded job"
+    )
     submit.add_argument("--idempotency-key", help="retrying with the same key returns the same job")
     mode = submit.add_mutually_exclusive_group()
     mode.add_argument("--wait", action="store_true", help="show a progress bar until done")
@@ -117,6 +120,7 @@ def _submit(args: argparse.Namespace) -> int:
             n=args.n,
             unknown_chars=args.unknown_chars,
             webhook=args.webhook,
+            continue_from=args.continue_from,
             idempotency_key=args.idempotency_key,
         )
         try:

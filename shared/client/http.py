@@ -302,10 +302,14 @@ class Client:
         webhook: str | None = None,
         webhook_events_filter: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        continue_from: str | None = None,
         idempotency_key: str | None = None,
         wait: float | None = None,
     ) -> Job:
-        """Create a generation job; with `wait`, let the server hold the answer up to N seconds."""
+        """Create a generation job; with `wait`, let the server hold the answer up to N seconds.
+
+        `continue_from` names a succeeded job to go on from (its model, seed, samples and
+        random stream): its text followed by this job's is one job of both lengths."""
         body: dict[str, Any] = {"seed": seed}
         optional = {
             "model": model,  # None: the server's default model
@@ -322,6 +326,7 @@ class Client:
                 list(webhook_events_filter) if webhook_events_filter is not None else None
             ),
             "metadata": dict(metadata) if metadata is not None else None,
+            "continue_from": continue_from,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         headers = {}

@@ -94,6 +94,13 @@ def _check_ids(model: LSTMModel, seed_ids: Sequence[int]) -> I64:
     return ids
 
 
+def _check_generated(model: LSTMModel, ids: Sequence[int]) -> I64:
+    generated = np.asarray(list(ids), dtype=np.int64)
+    if generated.ndim != 1 or ((generated < 0) | (generated >= model.vocab_size)).any():
+        raise ValueError("ids to resume from must be vocabulary ids")
+    return generated
+
+
 class Batch:
     """Sequences of one model that advance together, one character per step.
 
@@ -158,8 +165,14 @@ class Batch:
         params: SamplingParams,
         random_seed: int,
         stream: int = 0,
+        resume: Sequence[int] = (),
     ) -> None:
-        """Add a sequence and feed its seed; it generates from the next step on."""
+        """Add a sequence and feed its seed; it generates from the next step on.
+
+        `resume` holds ids this sequence generated before (in an earlier batch): they are fed
+        after the seed and count as its first steps, so the sequence goes on exactly as if it
+        had never left. Its text starts with them.
+        """
         if key in self._rows:
             raise KeyError(f"sequence {key!r} is already in the batch")
         if len(self._seqs) >= self.capacity:
@@ -168,6 +181,11 @@ class Batch:
         seed = check_random_seed(random_seed)
         if isinstance(stream, bool) or not 0 <= stream <= MAX_RANDOM_SEED:
             raise ValueError(f"stream must be an integer in [0, 2**64), got {stream!r}")
+        generated = _check_generated(self.model, resume)
+        if generated.size >= params.length:
+            raise ValueError(
+                f"{generated.size} ids to resume from, for a length of {params.length}"
+            )
         row = len(self._seqs)
         self._temperature[row] = params.temperature
         self._top_k[row] = params.top_k or 0
@@ -175,11 +193,25 @@ class Batch:
         self._length[row] = params.length
         self._seed[row] = seed
         self._stream[row] = stream
-        self._done[row] = 0
+        self._done[row] = generated.size
         self._has_stop[row] = bool(params.stop)
-        self._prefill(row, ids)
-        self._seqs.append(_Sequence(key, params))
+        self._prefill(row, np.concatenate([ids, generated]))
+        self._seqs.append(self._resumed(key, params, row, generated))
         self._rows[key] = row
+
+    def _resumed(self, key: Hashable, params: SamplingParams, row: int, ids: I64) -> _Sequence:
+        """Return the bookkeeping of a sequence that generated `ids` already: full chunks as
+        text, the rest in the row's chunk buffer, the end of the text for stop sequences."""
+        seq = _Sequence(key, params)
+        full = ids.size - ids.size % CHUNK
+        for start in range(0, full, CHUNK):
+            seq.add_piece("".join(self._vocab[ids[start : start + CHUNK]]))
+        self._chunk[row, : ids.size - full] = ids[full:]
+        if params.stop and ids.size:
+            longest = max(len(s) for s in params.stop)
+            recent = "".join(self._vocab[ids[-longest:]])
+            seq.tail = recent[-(longest - 1) :] if longest > 1 else ""
+        return seq
 
     def _prefill(self, row: int, ids: I64) -> None:
         if self._window is not None:

@@ -185,6 +185,22 @@ class LSTMModel:
             raise EmptySeedError("the seed has no character the model knows")
         return ids
 
+    @cached_property
+    def reversible(self) -> bool:
+        """Return whether every text of the model's characters has exactly one id sequence
+        (each vocabulary entry is one character, none repeated)."""
+        return all(len(c) == 1 for c in self.vocab) and len(set(self.vocab)) == len(self.vocab)
+
+    def encode_generated(self, text: str) -> list[int] | None:
+        """Return the ids that generated `text`, or None if the vocabulary cannot tell them."""
+        if not self.reversible:
+            return None
+        known = self.char_to_id
+        try:
+            return [known[c] for c in text]
+        except KeyError:
+            return None
+
     def decode(self, ids: Iterable[int]) -> str:
         """Turn vocabulary ids back into text."""
         return "".join(self.vocab[i] for i in ids)

@@ -3,7 +3,9 @@
 - `job:{id}`               hash: the record (status, input, progress, timestamps, attempts, ...)
 - `job:{id}:events`        stream: `status`, `output` and `done` events (SSE ids are stream ids)
 - `job:{id}:out:{i}`       string: output of sample i, appended as it is generated
+- `job:{id}:prefix`        string: JSON list, per sample, of the text the job continues
 - `jobs:queued`            sorted set: queued job ids by enqueue time (queue depth, expiry)
+- `jobs:running`           sorted set: running job ids by claim time (dead-worker sweep)
 - `owner:{owner}:jobs`     sorted set: job ids by creation time, per API key (listing)
 - `idem:{owner}:{sha256}`  string: the job id created with that Idempotency-Key
 """
@@ -14,6 +16,7 @@ import hashlib
 
 PREFIX = "lstmgen:"
 QUEUED_KEY = PREFIX + "jobs:queued"
+RUNNING_KEY = PREFIX + "jobs:running"
 
 
 def job_key(job_id: str) -> str:
@@ -31,6 +34,11 @@ def output_key(job_id: str, index: int) -> str:
     return f"{PREFIX}job:{job_id}:out:{index}"
 
 
+def prefix_key(job_id: str) -> str:
+    """Return the key of the text a job continues (`continue_from`)."""
+    return f"{PREFIX}job:{job_id}:prefix"
+
+
 def owner_key(owner: str) -> str:
     """Return the key of an owner's job index."""
     return f"{PREFIX}owner:{owner}:jobs"
@@ -42,7 +50,7 @@ def idempotency_key(owner: str, key: str) -> str:
 
 
 def job_keys(job_id: str, n: int) -> list[str]:
-    """Return the KEYS of the per-job scripts: hash, events, queued set, outputs."""
-    return [job_key(job_id), events_key(job_id), QUEUED_KEY] + [
+    """Return the KEYS of the per-job scripts: hash, events, queued set, running set, outputs."""
+    return [job_key(job_id), events_key(job_id), QUEUED_KEY, RUNNING_KEY] + [
         output_key(job_id, i) for i in range(n)
     ]

@@ -61,14 +61,17 @@ class ClaimOutcome(StrEnum):
     EXPIRED = "expired"
     FAILED = "failed"
     FINAL = "final"  # it had already ended (a duplicate delivery)
+    DUPLICATE = "duplicate"  # a live worker runs it (a second message of the same job)
 
 
 class FlushOutcome(StrEnum):
-    """What the store answered to a progress flush."""
+    """What the store answered to a progress flush or a final write."""
 
     OK = "ok"
     CANCEL = "cancel"  # a cancel was requested: stop and record `canceled`
     GONE = "gone"  # the job is no longer ours (ended, redelivered elsewhere, deleted)
+    REBASE = "rebase"  # the stored output is not as long as the writer thought: nothing was
+    # written; read the stored lengths and write again from there
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class JobInput:
     n: int = 1  # samples
     unknown_chars: UnknownChars = "error"
     random_seed: int | None = None  # as requested; `Job.random_seed` is the one used
+    continue_from: str | None = None  # the job whose text (and random stream) this one goes on
 
     def to_json(self) -> dict[str, Any]:
         """Return the input as the API shows it and the record stores it."""
@@ -124,6 +128,7 @@ class JobInput:
             "n": self.n,
             "unknown_chars": self.unknown_chars,
             "random_seed": self.random_seed,
+            "continue_from": self.continue_from,
         }
 
     @classmethod
@@ -175,6 +180,7 @@ class NewJob:
     webhook: str | None = None
     webhook_events_filter: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    prefix: tuple[str, ...] = ()  # with `continue_from`: the text each sample goes on from
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,6 @@ class Claim:
 
     outcome: ClaimOutcome
     attempt: int = 0
-    stored: tuple[int, ...] = ()
     final_status: JobStatus | None = None  # with FINAL: the status the job already had
 
 
@@ -204,6 +209,7 @@ class Progress:
     attempt: int
     done: int
     chunks: tuple[str, ...]  # new text per output since the last flush
+    bases: tuple[int, ...]  # characters of each output stored before the chunk
 
 
 @dataclass(frozen=True)

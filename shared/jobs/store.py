@@ -11,12 +11,14 @@ import redis
 
 from shared.jobs.keys import (
     QUEUED_KEY,
+    RUNNING_KEY,
     events_key,
     idempotency_key,
     job_key,
     job_keys,
     output_key,
     owner_key,
+    prefix_key,
 )
 from shared.jobs.records import (
     CancelOutcome,
@@ -64,10 +66,12 @@ class JobStore:
             max_queue_depth,
             self.ttls.active_s,
             job_key(""),
+            json.dumps(list(job.prefix), ensure_ascii=False) if job.prefix else "",
         ]
         for name, value in new_job_fields(job).items():
             args += [name, value]
-        keys = [job_key(job.id), events_key(job.id), QUEUED_KEY, owner_key(job.owner), idem]
+        prefix = prefix_key(job.id) if job.prefix else job_key(job.id)
+        keys = [job_key(job.id), events_key(job.id), QUEUED_KEY, owner_key(job.owner), idem, prefix]
         outcome, job_id = self._scripts["create"](keys=keys, args=args)
         return CreateOutcome(outcome), str(job_id)
 
@@ -169,8 +173,20 @@ class JobStore:
                 events.append(JobEvent(str(entry_id), entry["event"], entry["data"]))
         return events
 
-    def claim(self, job_id: str, worker: str, settings: Settings) -> Claim:
-        """Move a job to running for this worker, or say why it must not run."""
+    def prefix(self, job_id: str) -> tuple[str, ...]:
+        """Return the text each sample of a job continues (empty without `continue_from`)."""
+        value = self.client.get(prefix_key(job_id))
+        return () if value is None else tuple(json.loads(value))
+
+    def claim(
+        self, job_id: str, worker: str, settings: Settings, *, delivery: str = "", beats: str = ""
+    ) -> Claim:
+        """Move a job to running for this worker, or say why it must not run.
+
+        `delivery` is the broker message's tag, kept so that a sweep can hand the message of a
+        dead worker's job back to the queue; `beats` the key prefix of worker heartbeats: a job
+        that a live worker runs is not taken over.
+        """
         n = self.client.hget(job_key(job_id), "n")
         if n is None:
             return Claim(ClaimOutcome.MISSING)
@@ -180,11 +196,13 @@ class JobStore:
             settings.queue_ttl_s,
             self.ttls.active_s,
             self.ttls.final_s,
+            delivery,
+            beats,
         ]
         reply = self._scripts["claim"](keys=job_keys(job_id, int(n)), args=args)
         outcome = ClaimOutcome(str(reply[0]))
         if outcome is ClaimOutcome.CLAIMED:
-            return Claim(outcome, int(reply[1]), tuple(int(x) for x in reply[2:]))
+            return Claim(outcome, int(reply[1]))
         if outcome is ClaimOutcome.FINAL:
             return Claim(outcome, final_status=JobStatus(str(reply[1])))
         return Claim(outcome)
@@ -199,15 +217,14 @@ class JobStore:
         rows: list[list[str | int]] = []
         for update in updates:
             keys += job_keys(update.job_id, len(update.chunks))
-            rows.append(
-                [str(update.attempt), str(update.done), *_chunk_args(update.chunks, update.done)]
-            )
+            rows.append([str(update.attempt), str(update.done), *_chunk_args(update)])
         payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
         replies = self._scripts["flush"](keys=keys, args=[payload])
         return [FlushOutcome(str(reply)) for reply in replies]
 
-    def finish(self, finals: Sequence[Final]) -> list[bool]:
-        """Record final states of running jobs with their last output; False where not ours."""
+    def finish(self, finals: Sequence[Final]) -> list[FlushOutcome]:
+        """Record final states of running jobs with their last output: OK, or GONE where not
+        ours, or REBASE where the stored output is not as long as the update says."""
         pipe = self.client.pipeline(transaction=False)
         for final in finals:
             update, error = final.update, final.error
@@ -220,14 +237,49 @@ class JobStore:
                 update.done,
                 self.ttls.final_s,
             ]
-            args += _chunk_args(update.chunks, update.done)
+            args += _chunk_args(update)
             keys = job_keys(update.job_id, len(update.chunks))
             self._scripts["finish"](keys=keys, args=args, client=pipe)
-        return [str(reply) == "ok" for reply in pipe.execute()]
+        return [FlushOutcome(str(reply)) for reply in pipe.execute()]
+
+    def stored_lengths(self, job_id: str, n: int) -> list[int]:
+        """Return how many characters of each output of a job are stored."""
+        values = self.client.hmget(job_key(job_id), [f"len:{i}" for i in range(n)])
+        return [int(value or 0) for value in values]
 
     def release(self, job_id: str, attempt: int, n: int) -> bool:
         """Put a running job back in the queue, uncounted (its worker is shutting down)."""
         return str(self._scripts["release"](keys=job_keys(job_id, n), args=[attempt])) == "ok"
+
+    def requeue_lost(self, beats: str, limit: int = 500) -> list[tuple[str, str]]:
+        """Put back in the queue the running jobs whose worker's heartbeat (a key under the
+        prefix `beats`) is gone; return each one's id and broker delivery tag ('' if unknown)."""
+        running: list[str] = self.client.zrange(RUNNING_KEY, 0, limit - 1)  # type: ignore[assignment]
+        if not running:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in running:
+            pipe.hmget(job_key(job_id), ["status", "worker", "attempts", "n"])
+        states = pipe.execute()
+        stale = [job_id for job_id, s in zip(running, states, strict=True) if s[0] != "running"]
+        if stale:
+            self.client.zrem(RUNNING_KEY, *stale)
+        owned = [
+            (job_id, state)
+            for job_id, state in zip(running, states, strict=True)
+            if state[0] == "running" and state[1]
+        ]
+        workers = sorted({state[1] for _, state in owned})
+        alive = dict(zip(workers, self.client.mget([beats + w for w in workers]), strict=True))
+        lost = []
+        for job_id, (_, worker, attempts, n) in owned:
+            if alive[worker] is not None:
+                continue
+            keys = job_keys(job_id, int(n))
+            tag = self._scripts["requeue"](keys=keys, args=[attempts, worker])
+            if tag is not None:
+                lost.append((job_id, str(tag)))
+        return lost
 
     def abandon(self, job_id: str, n: int, error_type: str, message: str) -> bool:
         """End `failed` a job that is still queued (it could not be enqueued)."""
@@ -250,10 +302,11 @@ class JobStore:
         return expired
 
 
-def _chunk_args(chunks: Sequence[str], done: int) -> list[str | int]:
+def _chunk_args(update: Progress) -> list[str | int]:
     args: list[str | int] = []
-    for index, chunk in enumerate(chunks):
-        args += [chunk, output_event(index, chunk, done) if chunk else ""]
+    for index, (chunk, base) in enumerate(zip(update.chunks, update.bases, strict=True)):
+        event = output_event(index, chunk, update.done) if chunk else ""
+        args += [chunk, event, str(base), str(base + len(chunk))]
     return args
 
 

@@ -28,6 +28,7 @@ import pytest
 import redis
 
 from scripts.redis_server import RedisServer, free_port
+from shared import metrics
 from shared.jobs.keys import job_key
 from tests.conftest import BIN, ROOT, wait_for
 
@@ -108,21 +109,36 @@ class WorkerHandle(ServiceProcess):
 
     hostname: str = ""
     redis_url: str = ""
+    worker_id: str = ""  # what job records name it by, known once it is ready
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> WorkerHandle:
         """Wait until the worker has loaded its models and sends heartbeats."""
-        client = redis.Redis.from_url(self.redis_url)
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
         try:
 
             def ready() -> bool:
                 if not self.alive():
                     pytest.fail(f"worker {self.hostname} exited:\n{self.log()[-3000:]}")
-                return bool(client.exists(f"lstmgen:worker:{self.hostname}"))
+                # The process names itself "<hostname>/<token>" in its heartbeat.
+                mine = [
+                    name
+                    for name in client.smembers(metrics.WORKER_INDEX)  # type: ignore[union-attr]
+                    if name.startswith(self.hostname + "/")
+                    and client.exists(metrics.WORKER_PREFIX + name)
+                ]
+                if mine:
+                    self.worker_id = mine[0]
+                return bool(mine)
 
             wait_for(ready, timeout, f"worker {self.hostname} to be ready")
         finally:
             client.close()
         return self
+
+    @property
+    def heartbeat_key(self) -> str:
+        """Return the key of this worker's heartbeat."""
+        return metrics.WORKER_PREFIX + self.worker_id
 
     def blocked_in_redis(self, client: redis.Redis) -> bool:
         """Return whether one of this worker's Redis connections waits in a blocking command.

@@ -1,5 +1,6 @@
--- KEYS: hash, events, queued, owner index, idempotency key (or the hash again).
--- ARGV: id, has_idem, idem_ttl, max_depth, active_ttl, job key prefix, then field/value pairs.
+-- KEYS: hash, events, queued, owner index, idempotency key (or the hash again), text to continue
+-- (or the hash again). ARGV: id, has_idem, idem_ttl, max_depth, active_ttl, job key prefix,
+-- the text to continue (JSON, or ''), then field/value pairs.
 local id, has_idem, idem_ttl = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3])
 local max_depth, active_ttl, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 if has_idem then
@@ -11,7 +12,7 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', id} end
 if redis.call('ZCARD', KEYS[3]) >= max_depth then return {'full', id} end
 local t = now()
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'created_at', fmt(t), 'queued_at', fmt(t),
            'expires_at', fmt(t + active_ttl), 'attempts', '0', 'done', '0')
 redis.call('EXPIRE', KEYS[1], active_ttl)
@@ -20,5 +21,6 @@ redis.call('ZADD', KEYS[4], t, id)
 redis.call('EXPIRE', KEYS[4], active_ttl)
 redis.call('XADD', KEYS[2], '*', 'event', 'status', 'data', cjson.encode({status='queued'}))
 redis.call('EXPIRE', KEYS[2], active_ttl)
+if #ARGV[7] > 0 then redis.call('SET', KEYS[6], ARGV[7], 'EX', active_ttl) end
 if has_idem then redis.call('SET', KEYS[5], id, 'EX', idem_ttl) end
 return {'created', id}

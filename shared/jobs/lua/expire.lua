@@ -1,6 +1,6 @@
 -- ARGV: queue ttl, retention. Expire a job still queued past its TTL. Returns expired | kept.
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then
-  redis.call('ZREM', KEYS[3], ARGV[3])
+  redis.call('ZREM', KEYS[QUEUED], ARGV[3])
   return 'kept'
 end
 local queued_at = tonumber(redis.call('HGET', KEYS[1], 'queued_at'))

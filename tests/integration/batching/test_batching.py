@@ -145,7 +145,7 @@ def span(client: redis.Redis, job_id: str) -> Span:
 
 def batch_peak(client: redis.Redis, worker: WorkerHandle, model: str) -> int:
     """Return the largest batch of a model the worker's heartbeat reports."""
-    beat = client.get(f"lstmgen:worker:{worker.hostname}")
+    beat = client.get(worker.heartbeat_key)
     batches = json.loads(beat)["batches"] if beat else {}
     return int(batches.get(model, {}).get("peak", 0))
 
@@ -187,7 +187,7 @@ def test_jobs_joining_and_leaving_a_running_batch_match_solo_runs(
         if name != "anchor":
             check_exact(job, model, specs[name], registry)
     spans = {name: span(redis_client, job_id) for name, job_id in ids.items()}
-    assert {s.worker for s in spans.values()} == {worker.hostname}
+    assert {s.worker for s in spans.values()} == {worker.worker_id}
     outer = spans.pop("anchor")
     # Every job joined while the anchor was running and left before it ...
     assert all(outer.started < s.started and s.completed < outer.completed for s in spans.values())
@@ -221,7 +221,7 @@ def test_a_full_batch_runs_every_job_together(
         assert job["status"] == "canceled"
         check_prefix(job, model, spec, registry)
     spans = [span(redis_client, job_id) for job_id in ids]
-    assert {s.worker for s in spans} == {worker.hostname}
+    assert {s.worker for s in spans} == {worker.worker_id}
     assert max(s.started for s in spans) < min(s.completed for s in spans)  # all ran at once
 
 
@@ -284,7 +284,7 @@ def test_jobs_timing_out_mid_batch_leave_the_others_exact(
         assert job["status"] == "timed_out" and job["error"]["type"] == "time_limit"
         check_prefix(job, name, spec, registry)
     spans = [span(redis_client, job_id) for job_id in (first_id, *quick_ids, second_id)]
-    assert {s.worker for s in spans} == {limited_worker.hostname}
+    assert {s.worker for s in spans} == {limited_worker.worker_id}
     assert all(spans[0].started < s.started < spans[0].completed for s in spans[1:])
     assert spans[0].completed < spans[-1].completed
     assert get_job(api, second_id)["progress"]["done"] > 0

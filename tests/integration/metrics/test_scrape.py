@@ -57,7 +57,7 @@ def test_scrape_counts_jobs_characters_speeds_queues_and_workers(
         # 100,000 characters take the tiny model a second or two: the cancel is recorded while
         # the job's worker is stopped, so the job cannot have finished first.
         holder = job_record(redis_client, running.id)["worker"]
-        with next(worker for worker in workers if worker.hostname == holder).paused():
+        with next(worker for worker in workers if worker.worker_id == holder).paused():
             client.cancel(running.id)
             wait_record(redis_client, running.id, status="running", cancel_requested="1")
         canceled = client.wait(running.id, timeout=10, poll_interval=0.05)

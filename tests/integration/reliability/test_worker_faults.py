@@ -102,14 +102,14 @@ def test_a_job_whose_worker_is_killed_finishes_once_on_another_worker(
         webhook_events_filter=["completed"],
     )["id"]
     first = wait_for(lambda: running_on(redis_client, job_id), 60, "the job to make output")
-    victim = next(worker for worker in workers if worker.hostname == first)
+    victim = next(worker for worker in workers if worker.worker_id == first)
     survivor = next(worker for worker in workers if worker is not victim)
     kill_mid_job(victim, redis_client, job_id, 1)  # SIGKILL to the worker's process group
 
     job = wait_status(api, job_id, timeout=REDELIVERY_S)
     assert job["status"] == "succeeded", job
     assert job["attempts"] == 2
-    assert record(redis_client, job_id)["worker"] == survivor.hostname
+    assert record(redis_client, job_id)["worker"] == survivor.worker_id
     assert job["output"] == expected_texts(model_dir, "tiny", length, [7])[0]
     assert final_events(redis_client, job_id) == ["succeeded"]
     wait_for(lambda: broker_messages(redis_client, job_id, "tiny") == 0, 30, "the ack")
@@ -132,7 +132,7 @@ def test_a_job_that_kills_every_worker_fails_after_the_attempt_cap(
     for attempt in (1, 2):
         worker = start_worker(**settings)
         wait_for(
-            lambda: running_on(redis_client, job_id, attempt) == worker.hostname,  # noqa: B023
+            lambda: running_on(redis_client, job_id, attempt) == worker.worker_id,  # noqa: B023
             REDELIVERY_S,
             f"attempt {attempt} to run on {worker.hostname}",
         )
@@ -157,7 +157,7 @@ def test_a_duplicate_delivery_yields_one_result(
     length = calibrated_length(api, "tiny3", JOB_S)
     job_id = submit(api, model="tiny3", length=length, random_seed=5)["id"]
     first = wait_for(lambda: running_on(redis_client, job_id), 60, "the job to make output")
-    paused = next(worker for worker in workers if worker.hostname == first)
+    paused = next(worker for worker in workers if worker.worker_id == first)
     other = next(worker for worker in workers if worker is not paused)
     # A stalled worker (SIGSTOP) outlives the visibility timeout: the broker delivers the job
     # again, to the other worker, while the first still holds it. Stopped, the first cannot
@@ -170,7 +170,7 @@ def test_a_duplicate_delivery_yields_one_result(
         job = wait_status(api, job_id, timeout=REDELIVERY_S)
     assert job["status"] == "succeeded", job
     assert job["attempts"] == 2
-    assert record(redis_client, job_id)["worker"] == other.hostname
+    assert record(redis_client, job_id)["worker"] == other.worker_id
 
     # The first worker wakes up with its stale attempt (past its time limit by now): the
     # compare-and-set refuses whatever it tries to write, and it lets the job go.

@@ -60,7 +60,7 @@ def test_two_workers_share_one_queue(
     assert {job["status"] for job in jobs} == {"succeeded"}
     assert {job["attempts"] for job in jobs} == {1}
     served_by = {redis_client.hget(job_key(job_id), "worker") for job_id in ids}
-    assert served_by == {worker.hostname for worker in pair}
+    assert served_by == {worker.worker_id for worker in pair}
 
 
 def test_a_queued_job_canceled_never_starts_and_an_old_one_expires(
@@ -119,7 +119,7 @@ def test_a_duplicate_delivery_yields_one_result(
 ) -> None:
     job_id = submit(api, model="tiny", length=LONG, random_seed=3)["id"]
     first = wait_running(redis_client, job_id)["worker"]
-    holder = next(worker for worker in pair if worker.hostname == first)
+    holder = next(worker for worker in pair if worker.worker_id == first)
     other = next(worker for worker in pair if worker is not holder)
     celery = make_celery(Settings(redis_url=redis_server_url))
     # The first attempt cannot finish while its worker is stopped. Once that worker has no
@@ -129,7 +129,7 @@ def test_a_duplicate_delivery_yields_one_result(
         assert job_record(redis_client, job_id)["status"] == "running"
         wait_for(lambda: not holder.blocked_in_redis(redis_client), 10, "no pending BRPOP")
         celery.send_task(GENERATE_TASK, args=[job_id], queue=generation_queue("tiny"))
-        wait_record(redis_client, job_id, attempts="2", worker=other.hostname)
+        wait_record(redis_client, job_id, attempts="2", worker=other.worker_id)
     job = wait_status(api, job_id)
     assert job["status"] == "succeeded" and job["attempts"] == 2
     assert job["output"] == expected_text(model_dir, "", LONG, 3)
@@ -144,7 +144,7 @@ def test_warm_shutdown_hands_a_running_job_to_another_worker(
 ) -> None:
     job_id = submit(api, model="tiny", length=LONG, random_seed=11)["id"]
     first = wait_running(redis_client, job_id)["worker"]
-    leaving = next(worker for worker in pair if worker.hostname == first)
+    leaving = next(worker for worker in pair if worker.worker_id == first)
     # Stopped, the worker cannot finish the job before the SIGTERM is pending; once it
     # continues, its warm shutdown hands the job back within a step or two of the batch, while
     # the characters left take it a second or more.

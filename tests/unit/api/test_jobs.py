@@ -17,7 +17,15 @@ from api.problems import PROBLEM_JSON
 from api.services import Services
 from shared import metrics
 from shared.celery_app import generation_queue
-from shared.jobs.records import JobInput, NewJob, owner_of
+from shared.jobs.records import (
+    Final,
+    FlushOutcome,
+    JobInput,
+    JobStatus,
+    NewJob,
+    Progress,
+    owner_of,
+)
 from shared.webhooks.deliveries import DeliveryStore
 from shared.webhooks.events import WebhookEvent
 from tests.unit.api.conftest import BASE_URL, MAX_SEED_CHARS
@@ -174,3 +182,57 @@ def test_the_job_list_shows_the_new_job(client: FlaskClient) -> None:
     listed = client.get("/v1/jobs?status=queued").get_json()
     assert [job["id"] for job in listed["jobs"]] == [job_id]
     assert problem_fields(client.get("/v1/jobs?status=nope"), 422) == ["status"]
+
+
+def succeeded(services: Services, job_id: str, *texts: str) -> None:
+    """Run a queued job to success by hand, as a worker would, with these outputs."""
+    store = services.store
+    assert store.claim(job_id, "hand", services.settings).attempt == 1
+    update = Progress(job_id, 1, sum(map(len, texts)), texts, (0,) * len(texts))
+    reasons = ("length",) * len(texts)
+    assert store.finish([Final(update, JobStatus.SUCCEEDED, reasons)]) == [FlushOutcome.OK]
+
+
+def test_a_continuation_takes_the_model_seed_samples_and_random_stream_of_its_job(
+    client: FlaskClient, services: Services
+) -> None:
+    first = post(client, {"model": "tiny", "seed": "the ", "n": 2, "length": 5})
+    first_id = first.get_json()["id"]
+    succeeded(services, first_id, "abcde", "fghij")
+    second = post(client, {"continue_from": first_id, "length": 7, "temperature": 0.3})
+    assert second.status_code == 201, second.get_json()
+    body = second.get_json()
+    assert body["input"]["continue_from"] == first_id and body["input"]["seed"] == "the "
+    assert body["random_seed"] == first.get_json()["random_seed"] and body["model"] == "tiny"
+    assert body["progress"] == {"done": 0, "total": 14} and body["output"] == ["", ""]
+    assert services.store.prefix(body["id"]) == ("abcde", "fghij")
+    # A chain goes on from the whole text so far.
+    succeeded(services, body["id"], "klmnopq", "rstuvwx")
+    third = post(client, {"continue_from": body["id"], "length": 3}).get_json()
+    assert services.store.prefix(third["id"]) == ("abcdeklmnopq", "fghijrstuvwx")
+
+
+@pytest.mark.parametrize(
+    ("extra", "fields"),
+    [
+        ({"seed": "other"}, ["seed"]),
+        ({"random_seed": 1}, ["random_seed"]),
+        ({"n": 2}, ["n"]),
+        ({"model": "tiny", "seed": "x", "random_seed": 3}, ["seed", "random_seed"]),
+    ],
+)
+def test_a_continuation_refuses_what_it_takes_from_its_job(
+    client: FlaskClient, services: Services, extra: dict[str, Any], fields: list[str]
+) -> None:
+    source = post(client, {"model": "tiny", "seed": "the ", "random_seed": 9}).get_json()["id"]
+    succeeded(services, source, "abc")
+    response = post(client, {"continue_from": source, **extra})
+    assert problem_fields(response, 422) == fields
+
+
+def test_only_a_succeeded_job_of_the_caller_can_be_continued(client: FlaskClient) -> None:
+    queued = post(client, {"model": "tiny"}).get_json()["id"]
+    for job_id, says in [(queued, "is queued"), ("no-such-job", "no job")]:
+        response = post(client, {"continue_from": job_id})
+        assert problem_fields(response, 422) == ["continue_from"]
+        assert says in response.get_json()["errors"][0]["message"]

@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from shared.jobs.keys import QUEUED_KEY, events_key, job_key, output_key
+from shared.jobs.keys import QUEUED_KEY, RUNNING_KEY, events_key, job_key, output_key
 from shared.jobs.records import (
     CancelOutcome,
     ClaimOutcome,
@@ -46,6 +46,16 @@ def create(store: JobStore, job: NewJob, depth: int = 100) -> str:
     outcome, job_id = store.create(job, idempotency=None, max_queue_depth=depth)
     assert outcome is CreateOutcome.CREATED
     return job_id
+
+
+BEATS = "test:beat:"  # heartbeat keys of the workers in these tests
+
+
+def progress(
+    job_id: str, attempt: int, done: int, *chunks: str, bases: tuple[int, ...]
+) -> Progress:
+    """Return an update that appends `chunks` after `bases` stored characters."""
+    return Progress(job_id, attempt, done, chunks, bases)
 
 
 def events(store: JobStore, job_id: str) -> list[tuple[str, dict[str, object]]]:
@@ -89,13 +99,16 @@ def test_a_client_id_is_created_once_and_the_queue_has_a_limit(store: JobStore) 
 def test_claim_flush_finish_records_output_once(store: JobStore) -> None:
     job_id = create(store, new_job(n=2))
     claim = store.claim(job_id, "w1", SETTINGS)
-    assert claim.outcome is ClaimOutcome.CLAIMED and claim.attempt == 1 and claim.stored == (0, 0)
-    assert store.queue_depth() == 0
-    assert store.flush([Progress(job_id, 1, 3, ("abc", "x"))]) == [FlushOutcome.OK]
-    final = Final(Progress(job_id, 1, 6, ("d", "yz")), JobStatus.SUCCEEDED, ("length", "stop"))
-    assert store.finish([final]) == [True]
-    assert store.finish([final]) == [False]  # a second result is refused
-    assert store.flush([Progress(job_id, 1, 9, ("late", ""))]) == [FlushOutcome.GONE]
+    assert claim.outcome is ClaimOutcome.CLAIMED and claim.attempt == 1
+    assert store.queue_depth() == 0 and store.client.zscore(RUNNING_KEY, job_id) is not None
+    assert store.flush([progress(job_id, 1, 3, "abc", "x", bases=(0, 0))]) == [FlushOutcome.OK]
+    last = progress(job_id, 1, 6, "d", "yz", bases=(3, 1))
+    final = Final(last, JobStatus.SUCCEEDED, ("length", "stop"))
+    assert store.finish([final]) == [FlushOutcome.OK]
+    assert store.finish([final]) == [FlushOutcome.GONE]  # a second result is refused
+    late = progress(job_id, 1, 9, "late", "", bases=(4, 3))
+    assert store.flush([late]) == [FlushOutcome.GONE]
+    assert store.client.zscore(RUNNING_KEY, job_id) is None
     job = store.get(job_id)
     assert job is not None and job.status is JobStatus.SUCCEEDED
     assert job.outputs == ("abcd", "xyz") and job.done == 6
@@ -111,7 +124,8 @@ def test_claim_flush_finish_records_output_once(store: JobStore) -> None:
 def test_final_state_starts_retention_on_every_key(store: JobStore) -> None:
     job_id = create(store, new_job())
     store.claim(job_id, "w1", SETTINGS)
-    store.finish([Final(Progress(job_id, 1, 2, ("hi",)), JobStatus.SUCCEEDED, ("length",))])
+    update = progress(job_id, 1, 2, "hi", bases=(0,))
+    store.finish([Final(update, JobStatus.SUCCEEDED, ("length",))])
     for key in (job_key(job_id), events_key(job_id), output_key(job_id, 0)):
         assert 0 < store.client.ttl(key) <= SETTINGS.retention_s
     job = store.get(job_id)
@@ -121,12 +135,12 @@ def test_final_state_starts_retention_on_every_key(store: JobStore) -> None:
 
 def test_a_redelivered_job_supersedes_the_old_attempt(store: JobStore) -> None:
     job_id = create(store, new_job())
-    store.claim(job_id, "w1", SETTINGS)
-    store.flush([Progress(job_id, 1, 4, ("abcd",))])
-    second = store.claim(job_id, "w2", SETTINGS)
-    assert second.attempt == 2 and second.stored == (4,)
-    assert store.flush([Progress(job_id, 1, 5, ("e",))]) == [FlushOutcome.GONE]
-    assert store.flush([Progress(job_id, 2, 5, ("e",))]) == [FlushOutcome.OK]
+    store.claim(job_id, "w1", SETTINGS, beats=BEATS)  # w1 has no heartbeat: it is lost
+    store.flush([progress(job_id, 1, 4, "abcd", bases=(0,))])
+    second = store.claim(job_id, "w2", SETTINGS, beats=BEATS)
+    assert second.attempt == 2 and store.stored_lengths(job_id, 1) == [4]
+    assert store.flush([progress(job_id, 1, 5, "e", bases=(4,))]) == [FlushOutcome.GONE]
+    assert store.flush([progress(job_id, 2, 5, "e", bases=(4,))]) == [FlushOutcome.OK]
     # The attempt cap: a job whose worker died max_attempts times fails instead of looping.
     third = store.claim(job_id, "w3", SETTINGS)
     assert third.outcome is ClaimOutcome.FAILED
@@ -143,8 +157,8 @@ def test_cancel_queued_is_final_and_running_is_cooperative(store: JobStore) -> N
     running = create(store, new_job())
     store.claim(running, "w1", SETTINGS)
     assert store.cancel(running, 1) == "requested"
-    assert store.flush([Progress(running, 1, 2, ("ab",))]) == [FlushOutcome.CANCEL]
-    store.finish([Final(Progress(running, 1, 3, ("c",)), JobStatus.CANCELED)])
+    assert store.flush([progress(running, 1, 2, "ab", bases=(0,))]) == [FlushOutcome.CANCEL]
+    store.finish([Final(progress(running, 1, 3, "c", bases=(2,)), JobStatus.CANCELED)])
     job = store.get(running)
     assert job is not None and job.status is JobStatus.CANCELED and job.outputs == ("abc",)
     assert store.cancel(running, 1) is CancelOutcome.FINAL
@@ -175,6 +189,71 @@ def test_release_puts_the_job_back_uncounted(store: JobStore) -> None:
     assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 0
     assert store.queue_depth() == 1
     assert store.claim(job_id, "w2", SETTINGS).attempt == 1
+
+
+def test_a_write_after_a_lost_or_unanswered_one_is_refused_until_it_starts_from_the_store(
+    store: JobStore,
+) -> None:
+    job_id = create(store, new_job(n=2))
+    store.claim(job_id, "w1", SETTINGS)
+    assert store.flush([progress(job_id, 1, 4, "ab", "ĉd", bases=(0, 0))]) == [FlushOutcome.OK]
+    # The writer thinks less is stored (its last answer was lost) or more (a failover lost
+    # the write): nothing is written, and it learns the stored lengths, in characters.
+    for bases in [(0, 0), (2, 5)]:
+        update = progress(job_id, 1, 6, "ef", "g", bases=bases)
+        assert store.flush([update]) == [FlushOutcome.REBASE]
+        assert store.finish([Final(update, JobStatus.SUCCEEDED)]) == [FlushOutcome.REBASE]
+    assert store.stored_lengths(job_id, 2) == [2, 2]
+    update = progress(job_id, 1, 7, "ef", "g", bases=(2, 2))
+    assert store.finish([Final(update, JobStatus.SUCCEEDED, ("length", "length"))]) == [
+        FlushOutcome.OK
+    ]
+    job = store.get(job_id)
+    assert job is not None and job.outputs == ("abef", "ĉdg")
+
+
+def test_a_second_message_of_a_job_a_live_worker_runs_is_a_duplicate(store: JobStore) -> None:
+    job_id = create(store, new_job())
+    store.client.set(BEATS + "w1", "{}")
+    assert store.claim(job_id, "w1", SETTINGS, delivery="tag-1", beats=BEATS).attempt == 1
+    again = store.claim(job_id, "w2", SETTINGS, delivery="tag-1", beats=BEATS)
+    assert again.outcome is ClaimOutcome.DUPLICATE
+    job = store.get(job_id)
+    assert job is not None and job.worker == "w1" and job.attempts == 1
+
+
+def test_the_jobs_of_a_worker_without_heartbeat_are_requeued_counted_and_fenced(
+    store: JobStore,
+) -> None:
+    alive, lost = create(store, new_job()), create(store, new_job())
+    store.client.set(BEATS + "w-alive", "{}")
+    store.claim(alive, "w-alive", SETTINGS, delivery="tag-a", beats=BEATS)
+    store.claim(lost, "w-lost", SETTINGS, delivery="tag-l", beats=BEATS)
+    store.flush([progress(lost, 1, 2, "ab", bases=(0,))])
+    assert store.requeue_lost(BEATS) == [(lost, "tag-l")]
+    assert store.requeue_lost(BEATS) == []  # once
+    job = store.get(lost)
+    assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 1
+    assert job.outputs == ("ab",) and job.worker is None
+    assert store.queue_depth() == 1 and store.client.zscore(RUNNING_KEY, alive) is not None
+    assert events(store, lost)[-1] == ("status", {"status": "queued", "reason": "worker_lost"})
+    # The lost worker, if it was only paused, can no longer write.
+    assert store.flush([progress(lost, 1, 3, "c", bases=(2,))]) == [FlushOutcome.GONE]
+    assert store.claim(lost, "w-alive", SETTINGS, beats=BEATS).attempt == 2
+    assert store.flush([progress(lost, 1, 3, "c", bases=(2,))]) == [FlushOutcome.GONE]
+    # Lost as often as max_attempts allows: the next claim fails the job.
+    store.requeue_lost(BEATS)  # w-alive's job `lost` is not requeued: w-alive beats
+    store.client.delete(BEATS + "w-alive")
+    assert {job_id for job_id, _ in store.requeue_lost(BEATS)} == {alive, lost}
+    assert store.claim(lost, "w3", SETTINGS, beats=BEATS).outcome is ClaimOutcome.FAILED
+
+
+def test_the_text_a_job_continues_is_stored_with_it(store: JobStore) -> None:
+    job = new_job(n=2)
+    job = NewJob(**{**job.__dict__, "prefix": ("first", "sécond")})
+    job_id = create(store, job)
+    assert store.prefix(job_id) == ("first", "sécond")
+    assert store.prefix(create(store, new_job())) == ()
 
 
 def test_listing_pages_newest_first_with_a_status_filter(store: JobStore) -> None:

@@ -33,7 +33,9 @@ class FakeStore:
     """The `LoopStore` a model loop writes to, kept in memory.
 
     `answers[job_id]` is what a flush answers for that job once some of its text is stored
-    (OK before); `refused` names jobs whose final state is refused (not this attempt's).
+    (OK before); `refused` names jobs whose final state is refused (not this attempt's). A
+    write whose bases differ from the stored lengths is answered REBASE, as Redis does; `lose`
+    names jobs whose next write with text is answered OK but not kept (a failover lost it).
     """
 
     def __init__(self) -> None:
@@ -44,6 +46,8 @@ class FakeStore:
         self.released: list[tuple[str, int, int]] = []
         self.answers: dict[str, FlushOutcome] = {}
         self.refused: set[str] = set()
+        self.lose: set[str] = set()
+        self.rebased: list[str] = []
         self._stored: dict[str, threading.Event] = {}
 
     def stored(self, job_id: str) -> threading.Event:
@@ -51,10 +55,18 @@ class FakeStore:
         with self.lock:
             return self._stored.setdefault(job_id, threading.Event())
 
-    def _append(self, update: Progress) -> None:
+    def _append(self, update: Progress) -> bool:
+        """Append the update's chunks if its bases are the stored lengths (else REBASE)."""
         texts = self.texts.setdefault(update.job_id, [""] * len(update.chunks))
+        if [len(text) for text in texts] != list(update.bases):
+            self.rebased.append(update.job_id)
+            return False
+        if update.job_id in self.lose and any(update.chunks):
+            self.lose.discard(update.job_id)
+            return True
         for index, chunk in enumerate(update.chunks):
             texts[index] += chunk
+        return True
 
     def flush(self, updates: Sequence[Progress]) -> list[FlushOutcome]:
         answers = []
@@ -62,19 +74,33 @@ class FakeStore:
             with self.lock:
                 had_text = any(self.texts.get(update.job_id, ()))
                 self.flushes.append(update)
-                self._append(update)
+                appended = self._append(update)
+            if not appended:
+                answers.append(FlushOutcome.REBASE)
+                continue
             if any(update.chunks):
                 self.stored(update.job_id).set()
             answer = self.answers.get(update.job_id, FlushOutcome.OK)
             answers.append(answer if had_text else FlushOutcome.OK)
         return answers
 
-    def finish(self, finals: Sequence[Final]) -> list[bool]:
+    def finish(self, finals: Sequence[Final]) -> list[FlushOutcome]:
+        answers = []
         with self.lock:
-            self.finals.extend(finals)
             for final in finals:
-                self._append(final.update)
-        return [final.update.job_id not in self.refused for final in finals]
+                if final.update.job_id in self.refused:
+                    self.finals.append(final)
+                    answers.append(FlushOutcome.GONE)
+                elif not self._append(final.update):
+                    answers.append(FlushOutcome.REBASE)
+                else:
+                    self.finals.append(final)
+                    answers.append(FlushOutcome.OK)
+        return answers
+
+    def stored_lengths(self, job_id: str, n: int) -> list[int]:
+        with self.lock:
+            return [len(text) for text in self.texts.get(job_id, [""] * n)]
 
     def release(self, job_id: str, attempt: int, n: int) -> bool:
         with self.lock:
@@ -150,8 +176,14 @@ def make_harness(model: LSTMModel) -> Iterator[MakeHarness]:
     """Return a factory of loops; every loop it made is stopped at teardown."""
     loops: list[ModelLoop] = []
 
-    def make(*, capacity: int = 16, jobs: Sequence[ActiveJob] = ()) -> Harness:
+    def make(
+        *,
+        capacity: int = 16,
+        jobs: Sequence[ActiveJob] = (),
+        stored: dict[str, list[str]] | None = None,
+    ) -> Harness:
         store, recorder = FakeStore(), Recorder()
+        store.texts.update(stored or {})  # what earlier attempts wrote
         as_store: LoopStore = store  # the fake implements the Protocol the loop needs
         lifecycle = Lifecycle([recorder])
         loop = ModelLoop(
@@ -182,6 +214,8 @@ def active_job(
     random_seed: int = 7,
     attempt: int = 1,
     stored: Sequence[int] | None = None,
+    resumed: Sequence[str] = (),
+    prefix: Sequence[str] = (),
     unknown: UnknownChars = "error",
     time_limit_s: float = 60.0,
     notify_output: bool = False,
@@ -200,6 +234,8 @@ def active_job(
         time_limit_s=time_limit_s,
         created_at=time.time(),
         notify_output=notify_output,
+        resumed=list(resumed),
+        prefix=list(prefix),
     )
 
 
@@ -394,17 +430,72 @@ def test_output_events_are_throttled_and_only_for_jobs_that_asked(
     assert len(with_text) > len(times)  # flushes outnumber the events: they were throttled
 
 
+@pytest.mark.parametrize("resume", [True, False], ids=["resumed", "replayed"])
 def test_a_redelivered_job_writes_only_the_text_beyond_what_is_stored(
-    make_harness: MakeHarness, model: LSTMModel
+    make_harness: MakeHarness, model: LSTMModel, resume: bool
 ) -> None:
-    stored = [700, 1500]  # what the first attempt had written
-    job = active_job("job-again", length=2000, n=2, random_seed=5, attempt=2, stored=stored)
-    harness = make_harness(jobs=[job])
+    probe = active_job("probe", length=2000, n=2, top_k=20, random_seed=5)
+    first, second = solo(model, probe)
+    before = [first[:700], second[:1500]]  # what the first attempt had written
+    job = active_job(
+        "job-again",
+        length=2000,
+        n=2,
+        top_k=20,
+        random_seed=5,
+        attempt=2,
+        stored=[700, 1500],
+        resumed=before if resume else (),  # without: generated again from the start
+    )
+    harness = make_harness(jobs=[job], stored={"job-again": list(before)})
     wait_done(job)
     assert job.outcome is RunOutcome.SUCCEEDED
-    first, second = solo(model, job)
-    assert harness.store.text("job-again") == [first[700:], second[1500:]]
-    assert all(u.attempt == 2 for u in harness.store.flushes)
+    assert harness.store.text("job-again") == [first, second]
+    new = [u for u in harness.store.flushes if u.job_id == "job-again"]
+    assert all(u.attempt == 2 for u in new) and harness.store.rebased == []
+    # A resumed job steps only the characters after the stored ones.
+    assert (harness.recorder.ended[0].chars, resume) == (4000, resume)
+
+
+def test_a_job_resumed_after_a_stop_sequence_was_held_back_stops_where_a_solo_run_does(
+    make_harness: MakeHarness, model: LSTMModel
+) -> None:
+    probe = active_job("probe", length=3000, random_seed=9)
+    (full,) = solo(model, probe)
+    at = next(i for i in range(2000, 2900) if full.index(full[i : i + 4]) == i)
+    stop = full[at : at + 4]
+    cut = at + 2  # the first attempt stored up to the stop's start (its first half held back)
+    job = active_job("job-stop", length=3000, random_seed=9, stop=(stop,), attempt=2, stored=[at])
+    job.resumed = [full[:at]]
+    harness = make_harness(jobs=[job], stored={"job-stop": [full[:at]]})
+    wait_done(job)
+    assert harness.store.text("job-stop") == [full[:at]] and cut > at
+    assert harness.store.final_of("job-stop").finish_reasons == ("stop",)
+
+
+def test_a_continued_job_writes_what_one_longer_job_writes_after_the_text_it_continues(
+    make_harness: MakeHarness, model: LSTMModel
+) -> None:
+    whole = solo(model, active_job("whole", length=1500, n=2, random_seed=11, temperature=0.8))
+    first = [text[:600] for text in whole]
+    job = active_job("later", length=900, n=2, random_seed=11, temperature=0.8, prefix=first)
+    harness = make_harness(jobs=[job])
+    wait_done(job)
+    assert harness.store.text("later") == [text[600:] for text in whole]
+    assert harness.store.final_of("later").update.done == 1800
+
+
+def test_a_lost_write_is_written_again_from_what_the_store_has(
+    make_harness: MakeHarness, model: LSTMModel
+) -> None:
+    job = active_job("job-lost", length=3000, random_seed=4)
+    harness = make_harness()
+    harness.store.lose.add("job-lost")  # its first write with text vanishes (a failover)
+    harness.submit(job)
+    wait_done(job)
+    assert job.outcome is RunOutcome.SUCCEEDED
+    assert harness.store.text("job-lost") == solo(model, job)
+    assert "job-lost" in harness.store.rebased
 
 
 def test_a_stop_sequence_across_flushes_ends_the_job_with_its_solo_text(
