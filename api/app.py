@@ -14,6 +14,7 @@ from api import (
     metrics_views,
     models_views,
     request_logs,
+    usage_views,
     web_views,
 )
 from api.cors import init_cors
@@ -40,6 +41,7 @@ def create_app(settings: Settings) -> Flask:
         delivery_views.bp,
         models_views.bp,
         health_views.bp,
+        usage_views.bp,
     ):
         app.register_blueprint(blueprint)
     app.register_blueprint(metrics_views.bp)

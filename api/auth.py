@@ -8,7 +8,7 @@ from flask import g, request
 
 from api.problems import Problem
 from api.services import services
-from shared.jobs.records import owner_of
+from shared.jobs.tenants import owner_of, split_key
 
 
 def authenticate() -> None:
@@ -21,7 +21,9 @@ def authenticate() -> None:
         return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
-    if scheme.lower() == "bearer" and any(hmac.compare_digest(token, key) for key in keys):
+    if scheme.lower() == "bearer" and any(
+        hmac.compare_digest(token, split_key(entry)[1]) for entry in keys
+    ):
         g.owner = owner_of(token)
         return
     detail = "send a valid API key as `Authorization: Bearer <key>`"

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from api.services import Services, services
 from shared.celery_app import WEBHOOK_QUEUE, generation_queue
+from shared.jobs.tenants import key_names
 from shared.metrics import RedisCollector
 
 bp = Blueprint("metrics", __name__)
@@ -21,7 +22,8 @@ def _registry() -> CollectorRegistry:
         found = services()
         client = found.store.client
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(RedisCollector(lambda: client, lambda: _queues(found)))
+        tenants = key_names(found.settings)
+        registry.register(RedisCollector(lambda: client, lambda: _queues(found), lambda: tenants))
         current_app.extensions[EXTENSION] = registry
     return registry
 

@@ -26,7 +26,7 @@ DESCRIPTIONS = {
     413: "The body is larger than the limit",
     415: "The body is not JSON",
     422: "A field breaks a rule; `errors` names each field and limit",
-    429: "Too many queued jobs; retry after `Retry-After` seconds",
+    429: "Too many queued jobs, or a limit of your key (`limit` names it); see `Retry-After`",
     502: "The job ended without succeeding",
     503: "The job store (Redis) is unreachable, or a model cannot be loaded",
     504: "The job did not finish within the longest wait",
@@ -121,6 +121,23 @@ def _schemas(job_request: type[BaseModel]) -> dict[str, Any]:
             {
                 "jobs": {"type": "array", "items": _ref("Job")},
                 "next_cursor": {"type": ["string", "null"]},
+            }
+        ),
+        "Usage": _object(
+            {
+                "key": {"type": "string", "description": "The API key's name, never the key."},
+                "queued": {"type": "integer", "minimum": 0},
+                "running_jobs": {"type": "integer", "minimum": 0},
+                "running_samples": {"type": "integer", "minimum": 0},
+                "limits": _object(
+                    {
+                        "max_queued": {"type": "integer", "minimum": 0},
+                        "max_running_samples": {"type": "integer", "minimum": 0},
+                        "submit_rate": {"type": "number", "minimum": 0},
+                        "submit_burst": {"type": "integer", "minimum": 1},
+                        "weight": {"type": "number", "exclusiveMinimum": 0},
+                    }
+                ),
             }
         ),
         "Model": model_schema,
@@ -322,6 +339,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     422,
                     503,
                 ),
+            },
+        },
+        "/v1/usage": {
+            "get": {
+                "operationId": "getUsage",
+                "summary": "Your key's jobs queued and running, and its limits (0: none)",
+                "responses": _responses({200: _json("Usage")}, *auth, 503),
             },
         },
         "/v1/models": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from shared.jobs.records import (
     fingerprint,
     new_job_id,
 )
+from shared.jobs.tenants import Priority, label, limits_for
 from shared.webhooks.ssrf import validate_webhook_url
 
 log = logging.getLogger(__name__)
@@ -145,7 +147,9 @@ def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str
         unknown_chars=request.unknown_chars,
         random_seed=None if origin is not None else request.random_seed,
         continue_from=request.continue_from,
+        priority=request.priority,
     )
+    limits = limits_for(services.settings, owner)
     random_seed = request.random_seed
     return NewJob(
         id=job_id,
@@ -160,6 +164,9 @@ def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str
         webhook_events_filter=tuple(dict.fromkeys(request.webhook_events_filter)),
         metadata=request.metadata,
         prefix=() if origin is None else origin.prefix,
+        rank=Priority(request.priority).rank,
+        weight=limits.weight,
+        max_running=limits.max_running_samples,
     )
 
 
@@ -174,12 +181,30 @@ def submit(
     """Create and enqueue a job, or return the one a retried request created."""
     job = new_job(services, owner, payload, job_id or new_job_id())
     store = services.store
+    settings = services.settings
+    limits = limits_for(settings, owner)
+    wait_s = store.take_submission(owner, limits.submit_rate, limits.submit_burst)
+    if wait_s > 0:
+        detail = (
+            f"key {label(settings, owner)!r} submits more than its {limits.submit_rate:g} "
+            f"jobs per second (bursts of {limits.submit_burst})"
+        )
+        raise _limited(services, owner, "submit_rate", detail, math.ceil(wait_s))
     outcome, found_id = store.create(
-        job, idempotency=idempotency, max_queue_depth=services.settings.max_queue_depth
+        job,
+        idempotency=idempotency,
+        max_queue_depth=settings.max_queue_depth,
+        owner_max_queued=limits.max_queued,
     )
+    if outcome is CreateOutcome.OWNER_FULL:
+        detail = (
+            f"key {label(settings, owner)!r} has {limits.max_queued} jobs queued, as many as it "
+            "may; retry once some have started"
+        )
+        raise _limited(services, owner, "max_queued", detail, settings.retry_after_s)
     if outcome is CreateOutcome.FULL:
-        retry = str(services.settings.retry_after_s)
-        detail = f"more than {services.settings.max_queue_depth} jobs are queued; retry later"
+        retry = str(settings.retry_after_s)
+        detail = f"more than {settings.max_queue_depth} jobs are queued; retry later"
         raise Problem(
             429, "Too many queued jobs", detail, "queue-full", headers={"Retry-After": retry}
         )
@@ -190,6 +215,19 @@ def submit(
     if created is None:  # retention shorter than a request: nothing sensible to show
         raise Problem(500, "Job vanished", "the job expired as it was created", "internal")
     return Submitted(created, created=True)
+
+
+def _limited(services: Services, owner: str, limit: str, detail: str, retry_s: int) -> Problem:
+    """Return the 429 of a key past one of its limits (and count it, by the key's name)."""
+    metrics.record_key_rejection(services.store.client, label(services.settings, owner), limit)
+    return Problem(
+        429,
+        "Key limit reached",
+        detail,
+        "key-limit",
+        headers={"Retry-After": str(max(1, retry_s))},
+        extra={"limit": limit},
+    )
 
 
 def _existing(

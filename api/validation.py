@@ -113,6 +113,11 @@ def job_request_model(settings: Settings) -> type[BaseModel]:
         metadata: dict[str, Any] = Field(
             default_factory=dict, description="Free-form data kept with the job."
         )
+        priority: Literal["high", "normal", "low"] = Field(
+            "normal",
+            description="Order among your own jobs: higher first, then older first. Between "
+            "API keys, freed slots go to the keys with jobs waiting in turn.",
+        )
         continue_from: str | None = Field(
             None,
             pattern=JOB_ID_PATTERN,

@@ -69,8 +69,11 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def enqueue(app: Celery, job_id: str, model: str) -> None:
-    """Send the message that has a worker of the model run the job."""
-    app.send_task(GENERATE_TASK, args=[job_id], queue=generation_queue(model))
+    """Send the message of a queued job: a worker of the model that takes it runs the job that
+    is next by fair share then, this one or another (see JobStore.claim)."""
+    app.send_task(
+        GENERATE_TASK, args=[job_id], kwargs={"model": model}, queue=generation_queue(model)
+    )
 
 
 def restore_unacked(app: Celery, delivery_tag: str) -> bool:

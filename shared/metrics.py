@@ -23,12 +23,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from shared.jobs.keys import owner_queued_key, owner_running_key
+
 log = logging.getLogger(__name__)
 
 PREFIX = "lstmgen:metrics:"
 JOBS_KEY = PREFIX + "jobs"  # hash: status -> jobs that reached it
 CHARS_KEY = PREFIX + "chars"  # hash: model -> characters generated
 DELIVERIES_KEY = PREFIX + "webhook_deliveries"  # hash: outcome -> delivery attempts
+KEY_REJECTIONS_KEY = PREFIX + "key_rejections"  # hash: "<key name>|<limit>" -> 429s
 KOMBU_SEP = "\x06\x16"  # kombu's separator in priority queue names
 KOMBU_PRIORITIES = (0, 3, 6, 9)  # kombu's default priority steps: one Redis list each
 
@@ -126,6 +129,13 @@ def record_finished(
     _execute(pipe, f"finished job ({model}, {status})")
 
 
+def record_key_rejection(client: redis.Redis, key_name: str, limit: str) -> None:
+    """Count one submission refused because its API key reached `limit`."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(KEY_REJECTIONS_KEY, f"{key_name}|{limit}", 1)
+    _execute(pipe, f"key rejection ({key_name}, {limit})")
+
+
 def record_delivery(client: redis.Redis, outcome: str) -> None:
     """Count one webhook delivery attempt by outcome (e.g. delivered, retry, failed, gone)."""
     pipe = client.pipeline(transaction=False)
@@ -218,10 +228,11 @@ def _bound(value: float) -> str:
 
 
 def _labelled(
-    family: CounterMetricFamily | GaugeMetricFamily, values: Iterable[tuple[str, float]]
+    family: CounterMetricFamily | GaugeMetricFamily,
+    values: Iterable[tuple[str | tuple[str, ...], float]],
 ) -> CounterMetricFamily | GaugeMetricFamily:
-    for label, value in sorted(values):
-        family.add_metric([label], value)
+    for labels, value in sorted(values):
+        family.add_metric([labels] if isinstance(labels, str) else list(labels), value)
     return family
 
 
@@ -229,10 +240,14 @@ class RedisCollector(Collector):
     """Read the service's metrics from Redis at scrape time."""
 
     def __init__(
-        self, connect: Callable[[], redis.Redis], queues: Callable[[], Iterable[str]]
+        self,
+        connect: Callable[[], redis.Redis],
+        queues: Callable[[], Iterable[str]],
+        tenants: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
         self._connect = connect
         self._queues = queues  # the Celery queues to report the depth of
+        self._tenants = tenants  # owner id -> the name of its API key (a bounded set)
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family; only `lstmgen_redis_up 0` when Redis is unreachable."""
@@ -250,9 +265,16 @@ class RedisCollector(Collector):
 
     def _read(self, client: redis.Redis) -> list[Metric]:
         pipe = client.pipeline(transaction=False)
-        for key in (JOBS_KEY, CHARS_KEY, DELIVERIES_KEY, *(h.key for h in HISTOGRAMS)):
+        keys = (
+            JOBS_KEY,
+            CHARS_KEY,
+            DELIVERIES_KEY,
+            KEY_REJECTIONS_KEY,
+            *(h.key for h in HISTOGRAMS),
+        )
+        for key in keys:
             pipe.hgetall(key)
-        jobs, chars, deliveries, *hists = pipe.execute()
+        jobs, chars, deliveries, rejections, *hists = pipe.execute()
         workers = live_workers(client)
         families: list[Metric] = [
             _labelled(
@@ -290,9 +312,38 @@ class RedisCollector(Collector):
                 "lstmgen_workers_up", "Workers with a live heartbeat.", value=len(workers)
             ),
             _batch_sizes(workers),
+            _labelled(
+                CounterMetricFamily(
+                    "lstmgen_key_rejections",
+                    "Submissions refused with 429 because their API key reached a limit.",
+                    labels=["key", "limit"],
+                ),
+                ((tuple(name.split("|", 1)), n) for name, n in _counts(rejections).items()),
+            ),
+            *_tenant_gauges(client, self._tenants()),
         ]
         families.extend(_histogram_family(h, raw) for h, raw in zip(HISTOGRAMS, hists, strict=True))
         return families
+
+
+def _tenant_gauges(client: redis.Redis, tenants: Mapping[str, str]) -> list[Metric]:
+    """Return each API key's jobs queued and samples running, by the key's name."""
+    queued = GaugeMetricFamily(
+        "lstmgen_key_jobs_queued", "Jobs waiting to start, by API key name.", labels=["key"]
+    )
+    running = GaugeMetricFamily(
+        "lstmgen_key_samples_running", "Samples running, by API key name.", labels=["key"]
+    )
+    owners = list(tenants.items())
+    pipe = client.pipeline(transaction=False)
+    for owner, _ in owners:
+        pipe.zcard(owner_queued_key(owner))
+        pipe.hvals(owner_running_key(owner))
+    replies = pipe.execute()
+    for index, (_, name) in enumerate(owners):
+        queued.add_metric([name], float(replies[2 * index]))
+        running.add_metric([name], float(sum(int(n) for n in replies[2 * index + 1])))
+    return [queued, running]
 
 
 def _batch_sizes(workers: Mapping[str, Mapping[str, Any]]) -> GaugeMetricFamily:

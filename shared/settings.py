@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
 
     # Who may call.
-    api_keys: CommaList = []  # empty: no auth, localhost only
+    api_keys: CommaList = []  # "key" or "name:key" entries; empty: no auth, localhost only
     api_key: str = ""  # the key the client and CLI send (server side: api_keys)
     cors_origins: CommaList = []  # origins whose pages may call the API; `*`: any (no cookies)
 
@@ -45,7 +45,14 @@ class Settings(BaseSettings):
     max_seed_chars: int = Field(10_000, ge=1)
     max_n: int = Field(16, ge=1)  # samples per job
     max_body_bytes: int = Field(65_536, ge=1024)
-    max_queue_depth: int = Field(10_000, ge=1)  # queued jobs before 429
+    max_queue_depth: int = Field(10_000, ge=1)  # queued jobs before 429 (all keys together)
+    # What each API key may do (0: no limit); `key_limits` overrides them per key name, as JSON:
+    # {"alice": {"max_queued": 50, "max_running_samples": 16, "submit_rate": 2, "weight": 2}}.
+    key_max_queued: int = Field(1_000, ge=0)  # jobs waiting to start
+    key_max_running_samples: int = Field(0, ge=0)  # samples running at once
+    key_submit_rate: float = Field(20.0, ge=0)  # submissions per second, sustained
+    key_submit_burst: int = Field(100, ge=1)  # submissions in a burst above the rate
+    key_limits: dict[str, dict[str, float]] = {}
     max_wait_s: float = Field(60.0, gt=0)  # longest `Prefer: wait=N`
     retry_after_s: int = Field(5, ge=1)  # Retry-After sent with 429 and 503
 
@@ -119,6 +126,18 @@ class Settings(BaseSettings):
             old, sep, new = pair.partition("=")
             if not (sep and old.strip() and new.strip()):
                 raise ValueError(f"model aliases are old=new pairs, not {pair!r}")
+        return value
+
+    @field_validator("key_limits")
+    @classmethod
+    def _check_key_limits(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        known = {"max_queued", "max_running_samples", "submit_rate", "submit_burst", "weight"}
+        for name, limits in value.items():
+            unknown = set(limits) - known
+            if unknown:
+                raise ValueError(f"key {name!r}: unknown limits {sorted(unknown)}")
+            if any(amount < 0 for amount in limits.values()) or limits.get("weight", 1) <= 0:
+                raise ValueError(f"key {name!r}: limits are >= 0 and weights > 0")
         return value
 
     @field_validator("cors_origins")

@@ -44,9 +44,8 @@ class RunOutcome(StrEnum):
     EXPIRED = "expired"
     RELEASED = "released"  # handed back to the queue (the worker is shutting down)
     GONE = "gone"  # no longer this worker's (ended elsewhere, redelivered, deleted)
-    MISSING = "missing"  # no such job (it expired before its message came)
-    ALREADY_ENDED = "already_ended"  # it had ended before (canceled queued, or a duplicate)
-    DUPLICATE = "duplicate"  # a live worker runs it (a second message of the same job)
+    MISSING = "missing"  # the message names no model, and its job is gone
+    NOTHING_QUEUED = "nothing_queued"  # no job of the model waits (they ended while queued)
 
     @classmethod
     def of(cls, status: JobStatus) -> RunOutcome:

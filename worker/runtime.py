@@ -26,6 +26,7 @@ from worker.batch_loop import ActiveJob, ModelLoop, RunOutcome
 log = logging.getLogger(__name__)
 
 HEARTBEAT_MISSES = 3  # a worker silent for this many periods counts as down
+LIMITED_RETRY_S = 0.25  # how often a message whose jobs' keys are all at their limit tries again
 # Hands a lost job's broker message back to its queue: (job id, model, delivery tag).
 Redeliver = Callable[[str, str, str], None]
 
@@ -52,7 +53,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self._unacked: dict[str, str] = {}  # running job id -> its broker message's delivery tag
+        self._unacked: set[str] = set()  # delivery tags of the messages being worked on
 
     def start(self, worker_id: str, models: list[str]) -> None:
         """Load the served models, then announce the worker with a heartbeat.
@@ -101,36 +102,53 @@ class Runtime:
                 self._loops[model] = loop
             return loop
 
-    def run(self, job_id: str, delivery_tag: str | None = None) -> RunOutcome:
-        """Run one job to its end in this process's batch; return how it ended.
+    def run(
+        self, job_id: str, model: str | None = None, delivery_tag: str | None = None
+    ) -> RunOutcome:
+        """Run the model's next job to its end in this process's batch; return how it ended.
 
-        While it runs, the heartbeat renews its broker message (`delivery_tag`).
+        The message was sent for `job_id` (of `model`); the job it runs is the one that is
+        next by fair share when it runs. While it runs, the heartbeat renews the message.
         """
         if delivery_tag is not None:
             with self._lock:
-                self._unacked[job_id] = delivery_tag
+                self._unacked.add(delivery_tag)
         try:
-            return self._run(job_id, delivery_tag)
+            return self._run(job_id, model, delivery_tag)
         finally:
             with self._lock:
-                self._unacked.pop(job_id, None)
+                self._unacked.discard(delivery_tag or "")
 
-    def _run(self, job_id: str, delivery_tag: str | None) -> RunOutcome:
-        with bind_job(job_id):
-            while not self._started.wait(1.0):  # a message can come before start() is done
-                if self._stopping.is_set():
-                    break
+    def _claim(self, model: str, delivery_tag: str | None) -> Claim | None:
+        """Claim the model's next job, waiting while every key with jobs waiting is at its
+        limit; None if the worker stops first."""
+        while not self._started.wait(1.0):  # a message can come before start() is done
             if self._stopping.is_set():
-                return RunOutcome.RELEASED  # never claimed: the message goes back to the queue
+                return None
+        while not self._stopping.is_set():
             claim = self.store.claim(
-                job_id,
-                self.worker_id,
-                self.settings,
-                delivery=delivery_tag or "",
-                beats=metrics.WORKER_PREFIX,
+                model, self.worker_id, self.settings, delivery=delivery_tag or ""
             )
-            if claim.outcome is not ClaimOutcome.CLAIMED:
-                return self._not_run(job_id, claim)
+            self._report_unrun(claim.ended)
+            if claim.outcome is not ClaimOutcome.LIMITED:
+                return claim
+            self._stopping.wait(LIMITED_RETRY_S)
+        return None
+
+    def _run(self, hint: str, model: str | None, delivery_tag: str | None) -> RunOutcome:
+        if self._stopping.is_set():
+            return RunOutcome.RELEASED  # never claimed: the message goes back to the queue
+        model = model or self.store.model_of(hint)
+        if model is None:
+            log.info("message of job %s names no model, and the job is gone", hint)
+            return RunOutcome.MISSING
+        claim = self._claim(model, delivery_tag)
+        if claim is None:
+            return RunOutcome.RELEASED
+        if claim.outcome is ClaimOutcome.EMPTY:
+            return RunOutcome.NOTHING_QUEUED
+        job_id = claim.job_id
+        with bind_job(job_id):
             job = self.store.get(job_id)
             if job is None:
                 return RunOutcome.GONE
@@ -140,8 +158,9 @@ class Runtime:
             loop.submit(active)
             while not active.done.wait(1.0):
                 if not loop.alive() and not active.done.is_set():
-                    log.error("the batch loop of %s died", job.model)
-                    return RunOutcome.GONE  # the attempt cap ends the job if this repeats
+                    log.error("the batch loop of %s died; its job goes back", job.model)
+                    self.store.release(job_id, claim.attempt, job.n)
+                    return RunOutcome.RELEASED
             if active.outcome in (RunOutcome.GONE, RunOutcome.RELEASED):
                 log.info("job left this worker: %s", active.outcome.value)  # not an end
             return active.outcome
@@ -172,22 +191,13 @@ class Runtime:
             and WebhookEvent.OUTPUT in job.webhook_events_filter,
         )
 
-    def _not_run(self, job_id: str, claim: Claim) -> RunOutcome:
-        """Report a job the claim ended (expired, failed, canceled) or found ended already."""
-        if claim.outcome is ClaimOutcome.MISSING:
-            log.info("job not run: no such job")
-            return RunOutcome.MISSING
-        if claim.outcome is ClaimOutcome.FINAL:
-            log.info("job not run: it ended %s already", claim.final_status)
-            return RunOutcome.ALREADY_ENDED
-        if claim.outcome is ClaimOutcome.DUPLICATE:
-            log.info("job not run: a live worker runs it (a duplicate message)")
-            return RunOutcome.DUPLICATE
-        job = self.store.get(job_id)
-        if job is None:
-            return RunOutcome.GONE
-        self.lifecycle.finished(Ended.unrun(job))
-        return RunOutcome.of(job.status)
+    def _report_unrun(self, job_ids: tuple[str, ...]) -> None:
+        """Report the jobs a claim ended instead of running (expired, or lost too often)."""
+        for job_id in job_ids:
+            with bind_job(job_id):
+                job = self.store.get(job_id)
+                if job is not None:
+                    self.lifecycle.finished(Ended.unrun(job))
 
     def batches(self) -> dict[str, dict[str, int]]:
         """Return each model's batch size now and the largest it has been."""
@@ -206,7 +216,7 @@ class Runtime:
             beat = self._send_heartbeat()
             beating_since = (beating_since or time.monotonic()) if beat else None
             with self._lock:
-                tags = list(self._unacked.values())
+                tags = list(self._unacked)
             try:
                 renew_unacked(self.store.client, tags)
             except redis.RedisError as error:

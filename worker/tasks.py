@@ -16,11 +16,12 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
     """Register the generation task on the app."""
 
     @app.task(name=GENERATE_TASK, ignore_result=True, bind=True)  # type: ignore[untyped-decorator]
-    def generate(task: Task, job_id: str) -> str:
-        """Run a job to its end; the message is acknowledged only after that (acks_late)."""
+    def generate(task: Task, job_id: str, model: str | None = None) -> str:
+        """Run the model's next job (by fair share) to its end; the message is acknowledged
+        only after that (acks_late). `job_id` is the job whose submission sent the message."""
         # kombu's virtual transports (Redis among them) carry the tag in the properties.
         delivery = (task.request.properties or {}).get("delivery_tag")
-        outcome = runtime().run(job_id, delivery_tag=delivery)
+        outcome = runtime().run(job_id, model, delivery_tag=delivery)
         if outcome is RunOutcome.RELEASED:
             raise Reject("worker shutting down", requeue=True)
         return outcome.value

@@ -8,6 +8,15 @@
 - `jobs:running`           sorted set: running job ids by claim time (dead-worker sweep)
 - `owner:{owner}:jobs`     sorted set: job ids by creation time, per API key (listing)
 - `idem:{owner}:{sha256}`  string: the job id created with that Idempotency-Key
+- `fair:{model}`           sorted set: owners with jobs of the model waiting, by pass (next: lowest)
+- `fair:{model}:{owner}`   sorted set: an owner's waiting jobs of the model, by priority and age
+- `fair:{model}:vtime`     string: the pass of the last job claimed (a newly waiting owner joins)
+- `owner:{owner}:queued`   sorted set: an owner's waiting jobs of every model (its queued limit)
+- `owner:{owner}:running`  hash: an owner's running jobs and their samples (its running limit)
+- `owner:{owner}:bucket`   hash: the owner's token bucket of submissions
+
+The scripts find the `fair:` and `owner:` keys of a job from its owner and model (lua/prelude.lua
+spells the prefix out again), so the store needs one Redis, not a cluster.
 """
 
 from __future__ import annotations
@@ -42,6 +51,21 @@ def prefix_key(job_id: str) -> str:
 def owner_key(owner: str) -> str:
     """Return the key of an owner's job index."""
     return f"{PREFIX}owner:{owner}:jobs"
+
+
+def owner_queued_key(owner: str) -> str:
+    """Return the key of an owner's waiting jobs."""
+    return f"{PREFIX}owner:{owner}:queued"
+
+
+def owner_running_key(owner: str) -> str:
+    """Return the key of an owner's running jobs and their samples."""
+    return f"{PREFIX}owner:{owner}:running"
+
+
+def bucket_key(owner: str) -> str:
+    """Return the key of an owner's token bucket of submissions."""
+    return f"{PREFIX}owner:{owner}:bucket"
 
 
 def idempotency_key(owner: str, key: str) -> str:

@@ -41,6 +41,7 @@ class CreateOutcome(StrEnum):
     EXISTING = "existing"  # the Idempotency-Key was used before: its job is returned
     EXISTS = "exists"  # a job with this id exists already
     FULL = "full"  # the queue is at its configured depth
+    OWNER_FULL = "owner_full"  # the caller's key has as many jobs queued as it may
 
 
 class CancelOutcome(StrEnum):
@@ -53,15 +54,11 @@ class CancelOutcome(StrEnum):
 
 
 class ClaimOutcome(StrEnum):
-    """What `JobStore.claim` found when a worker picked a job up."""
+    """What `JobStore.claim` found when a slot of a worker freed."""
 
     CLAIMED = "claimed"
-    MISSING = "missing"
-    CANCELED = "canceled"
-    EXPIRED = "expired"
-    FAILED = "failed"
-    FINAL = "final"  # it had already ended (a duplicate delivery)
-    DUPLICATE = "duplicate"  # a live worker runs it (a second message of the same job)
+    LIMITED = "limited"  # jobs wait, but every key that has some runs as many as it may
+    EMPTY = "empty"  # no job of the model waits
 
 
 class FlushOutcome(StrEnum):
@@ -114,6 +111,7 @@ class JobInput:
     unknown_chars: UnknownChars = "error"
     random_seed: int | None = None  # as requested; `Job.random_seed` is the one used
     continue_from: str | None = None  # the job whose text (and random stream) this one goes on
+    priority: str = "normal"  # high, normal or low: the order among the same key's jobs
 
     def to_json(self) -> dict[str, Any]:
         """Return the input as the API shows it and the record stores it."""
@@ -129,6 +127,7 @@ class JobInput:
             "unknown_chars": self.unknown_chars,
             "random_seed": self.random_seed,
             "continue_from": self.continue_from,
+            "priority": self.priority,
         }
 
     @classmethod
@@ -181,15 +180,20 @@ class NewJob:
     webhook_events_filter: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     prefix: tuple[str, ...] = ()  # with `continue_from`: the text each sample goes on from
+    rank: int = 1  # the priority's rank: 0 high, 1 normal, 2 low
+    weight: float = 1.0  # the owner's share of freed slots, as its limits say
+    max_running: int = 0  # the owner's limit of running samples (0: none)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A worker's claim on a job: the attempt number and what is already stored per output."""
+    """What a freed slot got: a job and its attempt number, or why none; and the jobs the claim
+    ended instead of running them (expired in the queue, or lost too often)."""
 
     outcome: ClaimOutcome
+    job_id: str = ""
     attempt: int = 0
-    final_status: JobStatus | None = None  # with FINAL: the status the job already had
+    ended: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,13 +229,6 @@ class Final:
 def new_job_id() -> str:
     """Return a fresh random job id."""
     return uuid.uuid4().hex
-
-
-def owner_of(api_key: str | None) -> str:
-    """Return the owner id of an API key (a hash, so keys are never stored)."""
-    if api_key is None:
-        return "public"
-    return hashlib.sha256(api_key.encode()).hexdigest()[:24]
 
 
 def fingerprint(payload: dict[str, Any]) -> str:

@@ -91,6 +91,9 @@ def new_job_fields(job: NewJob) -> dict[str, str]:
         "webhook": job.webhook or "",
         "webhook_events_filter": json.dumps(list(job.webhook_events_filter)),
         "metadata": json.dumps(job.metadata, ensure_ascii=False),
+        "rank": job.rank,
+        "weight": job.weight,
+        "max_running": job.max_running,
     }
     return {name: str(value) for name, value in fields.items()}
 

@@ -12,12 +12,15 @@ import redis
 from shared.jobs.keys import (
     QUEUED_KEY,
     RUNNING_KEY,
+    bucket_key,
     events_key,
     idempotency_key,
     job_key,
     job_keys,
     output_key,
     owner_key,
+    owner_queued_key,
+    owner_running_key,
     prefix_key,
 )
 from shared.jobs.records import (
@@ -55,9 +58,16 @@ class JobStore:
         return cls(connect(settings.redis_url), JobTTLs.from_settings(settings))
 
     def create(
-        self, job: NewJob, *, idempotency: str | None, max_queue_depth: int
+        self,
+        job: NewJob,
+        *,
+        idempotency: str | None,
+        max_queue_depth: int,
+        owner_max_queued: int = 0,
     ) -> tuple[CreateOutcome, str]:
-        """Store a queued job unless its id or Idempotency-Key exists or the queue is full."""
+        """Store a queued job unless its id or Idempotency-Key exists, the queue is full or its
+        owner has `owner_max_queued` jobs queued (0: no limit); it waits in its owner's fair
+        queue of its model."""
         idem = idempotency_key(job.owner, idempotency) if idempotency else job_key(job.id)
         args: list[str | int] = [
             job.id,
@@ -67,6 +77,7 @@ class JobStore:
             self.ttls.active_s,
             job_key(""),
             json.dumps(list(job.prefix), ensure_ascii=False) if job.prefix else "",
+            owner_max_queued,
         ]
         for name, value in new_job_fields(job).items():
             args += [name, value]
@@ -79,6 +90,11 @@ class JobStore:
         """Return a job with its output so far, or None if there is no such job."""
         found = self.get_many([job_id])
         return found[0] if found else None
+
+    def model_of(self, job_id: str) -> str | None:
+        """Return the model of a job, or None if there is no such job."""
+        value = self.client.hget(job_key(job_id), "model")
+        return None if value is None else str(value)
 
     def fingerprint_of(self, job_id: str) -> str | None:
         """Return the request fingerprint a job was created with."""
@@ -158,6 +174,21 @@ class JobStore:
         reply = self._scripts["cancel"](keys=job_keys(job_id, n), args=[self.ttls.final_s])
         return CancelOutcome(str(reply))
 
+    def take_submission(self, owner: str, rate: float, burst: int) -> float:
+        """Take a token of the owner's submission bucket: 0 if one was there, else the seconds
+        until one will be (a rate of 0: no limit)."""
+        if rate <= 0:
+            return 0.0
+        return float(self._scripts["rate"](keys=[bucket_key(owner)], args=[rate, burst]))
+
+    def usage(self, owner: str) -> tuple[int, int, int]:
+        """Return an owner's jobs queued, jobs running and samples running."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zcard(owner_queued_key(owner))
+        pipe.hvals(owner_running_key(owner))
+        queued, running = pipe.execute()
+        return int(queued), len(running), sum(int(n) for n in running)
+
     def queue_depth(self) -> int:
         """Return how many jobs wait to start."""
         return int(self.client.zcard(QUEUED_KEY))
@@ -178,34 +209,29 @@ class JobStore:
         value = self.client.get(prefix_key(job_id))
         return () if value is None else tuple(json.loads(value))
 
-    def claim(
-        self, job_id: str, worker: str, settings: Settings, *, delivery: str = "", beats: str = ""
-    ) -> Claim:
-        """Move a job to running for this worker, or say why it must not run.
+    def claim(self, model: str, worker: str, settings: Settings, *, delivery: str = "") -> Claim:
+        """Move the next job of a model, chosen fairly between owners, to running for this
+        worker (see lua/claim.lua).
 
         `delivery` is the broker message's tag, kept so that a sweep can hand the message of a
-        dead worker's job back to the queue; `beats` the key prefix of worker heartbeats: a job
-        that a live worker runs is not taken over.
+        dead worker's job back to the queue. Every job has a message, but a message does not
+        name the job it starts: whichever job is next when a slot frees is.
         """
-        n = self.client.hget(job_key(job_id), "n")
-        if n is None:
-            return Claim(ClaimOutcome.MISSING)
         args: list[str | int | float] = [
+            model,
             worker,
             settings.max_attempts,
             settings.queue_ttl_s,
             self.ttls.active_s,
             self.ttls.final_s,
             delivery,
-            beats,
         ]
-        reply = self._scripts["claim"](keys=job_keys(job_id, int(n)), args=args)
+        reply = self._scripts["claim"](keys=[], args=args)
         outcome = ClaimOutcome(str(reply[0]))
+        ended = tuple(str(job_id) for job_id in reply[3:])
         if outcome is ClaimOutcome.CLAIMED:
-            return Claim(outcome, int(reply[1]))
-        if outcome is ClaimOutcome.FINAL:
-            return Claim(outcome, final_status=JobStatus(str(reply[1])))
-        return Claim(outcome)
+            return Claim(outcome, str(reply[1]), int(reply[2]), ended)
+        return Claim(outcome, ended=ended)
 
     def flush(self, updates: Sequence[Progress]) -> list[FlushOutcome]:
         """Write the new output and progress of running jobs in one round trip."""

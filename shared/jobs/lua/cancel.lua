@@ -3,7 +3,7 @@
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
 if status == 'queued' then
-  finalize('canceled', tonumber(ARGV[1]), '', '')
+  finalize(KEYS, 'canceled', tonumber(ARGV[1]), '', '')
   return 'canceled'
 end
 if status == 'running' then

@@ -5,6 +5,6 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then
 end
 local queued_at = tonumber(redis.call('HGET', KEYS[1], 'queued_at'))
 if now() - queued_at <= tonumber(ARGV[1]) then return 'kept' end
-finalize('expired', tonumber(ARGV[2]), 'expired',
+finalize(KEYS, 'expired', tonumber(ARGV[2]), 'expired',
          'queued longer than the ' .. ARGV[1] .. ' s queue limit without starting')
 return 'expired'

@@ -24,8 +24,8 @@ from shared.jobs.records import (
     JobStatus,
     NewJob,
     Progress,
-    owner_of,
 )
+from shared.jobs.tenants import owner_of
 from shared.webhooks.deliveries import DeliveryStore
 from shared.webhooks.events import WebhookEvent
 from tests.unit.api.conftest import BASE_URL, MAX_SEED_CHARS
