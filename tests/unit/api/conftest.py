@@ -39,6 +39,11 @@ def settings(redis_server: RedisServer, model_dir: Path) -> Settings:
         max_length=1000,
         max_n=4,
         max_queue_depth=100,
+        key_max_queued=1000,
+        key_max_running_samples=0,
+        key_submit_rate=20.0,
+        key_submit_burst=100,
+        key_limits={},
     )
 
 

@@ -187,7 +187,8 @@ def test_the_job_list_shows_the_new_job(client: FlaskClient) -> None:
 def succeeded(services: Services, job_id: str, *texts: str) -> None:
     """Run a queued job to success by hand, as a worker would, with these outputs."""
     store = services.store
-    assert store.claim(job_id, "hand", services.settings).attempt == 1
+    claim = store.claim("tiny", "hand", services.settings)
+    assert (claim.job_id, claim.attempt) == (job_id, 1)
     update = Progress(job_id, 1, sum(map(len, texts)), texts, (0,) * len(texts))
     reasons = ("length",) * len(texts)
     assert store.finish([Final(update, JobStatus.SUCCEEDED, reasons)]) == [FlushOutcome.OK]

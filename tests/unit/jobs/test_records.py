@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.jobs import keys
 from shared.jobs import store as store_module
 from shared.jobs.records import JobInput, JobStatus
 from shared.jobs.scripts import PRELUDE, read_scripts
@@ -58,6 +59,11 @@ def lua_final_statuses(source: str) -> set[str]:
 
 def test_the_prelude_final_table_lists_exactly_the_final_statuses() -> None:
     assert lua_final_statuses(PRELUDE_SOURCE) == {s.value for s in JobStatus if s.is_final}
+
+
+def test_the_prelude_finds_keys_under_the_stores_prefix() -> None:
+    match = re.search(r"local P = '([^']*)'", PRELUDE_SOURCE)
+    assert match is not None and match.group(1) == keys.PREFIX
 
 
 def test_read_scripts_prepends_the_prelude_and_skips_it(tmp_path: Path) -> None:

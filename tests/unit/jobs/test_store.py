@@ -10,6 +10,7 @@ import redis
 from shared.jobs.keys import QUEUED_KEY, RUNNING_KEY, events_key, job_key, output_key
 from shared.jobs.records import (
     CancelOutcome,
+    Claim,
     ClaimOutcome,
     CreateOutcome,
     Final,
@@ -49,6 +50,11 @@ def create(store: JobStore, job: NewJob, depth: int = 100) -> str:
 
 
 BEATS = "test:beat:"  # heartbeat keys of the workers in these tests
+
+
+def claim(store: JobStore, worker: str, settings: Settings = SETTINGS, **options: str) -> Claim:
+    """Claim the next job of model `tiny` for a worker."""
+    return store.claim("tiny", worker, settings, **options)
 
 
 def progress(
@@ -98,8 +104,9 @@ def test_a_client_id_is_created_once_and_the_queue_has_a_limit(store: JobStore) 
 
 def test_claim_flush_finish_records_output_once(store: JobStore) -> None:
     job_id = create(store, new_job(n=2))
-    claim = store.claim(job_id, "w1", SETTINGS)
-    assert claim.outcome is ClaimOutcome.CLAIMED and claim.attempt == 1
+    claimed = claim(store, "w1")
+    assert claimed.outcome is ClaimOutcome.CLAIMED and claimed.attempt == 1
+    assert claimed.job_id == job_id
     assert store.queue_depth() == 0 and store.client.zscore(RUNNING_KEY, job_id) is not None
     assert store.flush([progress(job_id, 1, 3, "abc", "x", bases=(0, 0))]) == [FlushOutcome.OK]
     last = progress(job_id, 1, 6, "d", "yz", bases=(3, 1))
@@ -118,12 +125,12 @@ def test_claim_flush_finish_records_output_once(store: JobStore) -> None:
     assert body["urls"]["cancel"] == f"http://h/v1/jobs/{job_id}/cancel"
     types = [event for event, _ in events(store, job_id)]
     assert types == ["status", "status", "output", "output", "output", "output", "status", "done"]
-    assert store.claim(job_id, "w2", SETTINGS).final_status is JobStatus.SUCCEEDED
+    assert claim(store, "w2").outcome is ClaimOutcome.EMPTY
 
 
 def test_final_state_starts_retention_on_every_key(store: JobStore) -> None:
     job_id = create(store, new_job())
-    store.claim(job_id, "w1", SETTINGS)
+    claim(store, "w1")
     update = progress(job_id, 1, 2, "hi", bases=(0,))
     store.finish([Final(update, JobStatus.SUCCEEDED, ("length",))])
     for key in (job_key(job_id), events_key(job_id), output_key(job_id, 0)):
@@ -133,17 +140,19 @@ def test_final_state_starts_retention_on_every_key(store: JobStore) -> None:
     assert job.expires_at == pytest.approx(job.completed_at + SETTINGS.retention_s)
 
 
-def test_a_redelivered_job_supersedes_the_old_attempt(store: JobStore) -> None:
+def test_a_requeued_job_supersedes_the_old_attempt(store: JobStore) -> None:
     job_id = create(store, new_job())
-    store.claim(job_id, "w1", SETTINGS, beats=BEATS)  # w1 has no heartbeat: it is lost
+    claim(store, "w1")  # w1 has no heartbeat: it is lost
     store.flush([progress(job_id, 1, 4, "abcd", bases=(0,))])
-    second = store.claim(job_id, "w2", SETTINGS, beats=BEATS)
+    assert store.requeue_lost(BEATS) == [(job_id, "")]
+    second = claim(store, "w2")
     assert second.attempt == 2 and store.stored_lengths(job_id, 1) == [4]
     assert store.flush([progress(job_id, 1, 5, "e", bases=(4,))]) == [FlushOutcome.GONE]
     assert store.flush([progress(job_id, 2, 5, "e", bases=(4,))]) == [FlushOutcome.OK]
     # The attempt cap: a job whose worker died max_attempts times fails instead of looping.
-    third = store.claim(job_id, "w3", SETTINGS)
-    assert third.outcome is ClaimOutcome.FAILED
+    assert store.requeue_lost(BEATS) == [(job_id, "")]
+    third = claim(store, "w3")
+    assert third.outcome is ClaimOutcome.EMPTY and third.ended == (job_id,)
     job = store.get(job_id)
     assert job is not None and job.status is JobStatus.FAILED and job.outputs == ("abcde",)
     assert job.error == JobError("worker_lost", "worker lost 2 times while running this job")
@@ -152,10 +161,10 @@ def test_a_redelivered_job_supersedes_the_old_attempt(store: JobStore) -> None:
 def test_cancel_queued_is_final_and_running_is_cooperative(store: JobStore) -> None:
     queued = create(store, new_job())
     assert store.cancel(queued, 1) == "canceled"
-    assert store.claim(queued, "w1", SETTINGS).final_status is JobStatus.CANCELED
+    assert claim(store, "w1").outcome is ClaimOutcome.EMPTY  # its message starts nothing
     assert store.queue_depth() == 0
     running = create(store, new_job())
-    store.claim(running, "w1", SETTINGS)
+    assert claim(store, "w1").job_id == running
     assert store.cancel(running, 1) == "requested"
     assert store.flush([progress(running, 1, 2, "ab", bases=(0,))]) == [FlushOutcome.CANCEL]
     store.finish([Final(progress(running, 1, 3, "c", bases=(2,)), JobStatus.CANCELED)])
@@ -170,7 +179,10 @@ def test_expiry_by_claim_and_by_sweep(store: JobStore) -> None:
     impatient = Settings(queue_ttl_s=0.001)
     first, second = create(store, new_job()), create(store, new_job())
     store.client.hset(job_key(first), "queued_at", "0")
-    assert store.claim(first, "w1", impatient).outcome is ClaimOutcome.EXPIRED
+    store.client.hset(job_key(second), "queued_at", "0")
+    expired = claim(store, "w1", impatient)
+    assert expired.outcome is ClaimOutcome.EMPTY and expired.ended == (first, second)
+    second = create(store, new_job())
     store.client.zadd(QUEUED_KEY, {second: 0})
     store.client.hset(job_key(second), "queued_at", "0")
     assert store.expire_stale(impatient.queue_ttl_s) == [second]
@@ -183,19 +195,20 @@ def test_expiry_by_claim_and_by_sweep(store: JobStore) -> None:
 
 def test_release_puts_the_job_back_uncounted(store: JobStore) -> None:
     job_id = create(store, new_job())
-    store.claim(job_id, "w1", SETTINGS)
+    claim(store, "w1")
     assert store.release(job_id, 1, 1)
     job = store.get(job_id)
     assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 0
     assert store.queue_depth() == 1
-    assert store.claim(job_id, "w2", SETTINGS).attempt == 1
+    again = claim(store, "w2")
+    assert (again.job_id, again.attempt) == (job_id, 1)
 
 
 def test_a_write_after_a_lost_or_unanswered_one_is_refused_until_it_starts_from_the_store(
     store: JobStore,
 ) -> None:
     job_id = create(store, new_job(n=2))
-    store.claim(job_id, "w1", SETTINGS)
+    claim(store, "w1")
     assert store.flush([progress(job_id, 1, 4, "ab", "ĉd", bases=(0, 0))]) == [FlushOutcome.OK]
     # The writer thinks less is stored (its last answer was lost) or more (a failover lost
     # the write): nothing is written, and it learns the stored lengths, in characters.
@@ -212,23 +225,13 @@ def test_a_write_after_a_lost_or_unanswered_one_is_refused_until_it_starts_from_
     assert job is not None and job.outputs == ("abef", "ĉdg")
 
 
-def test_a_second_message_of_a_job_a_live_worker_runs_is_a_duplicate(store: JobStore) -> None:
-    job_id = create(store, new_job())
-    store.client.set(BEATS + "w1", "{}")
-    assert store.claim(job_id, "w1", SETTINGS, delivery="tag-1", beats=BEATS).attempt == 1
-    again = store.claim(job_id, "w2", SETTINGS, delivery="tag-1", beats=BEATS)
-    assert again.outcome is ClaimOutcome.DUPLICATE
-    job = store.get(job_id)
-    assert job is not None and job.worker == "w1" and job.attempts == 1
-
-
 def test_the_jobs_of_a_worker_without_heartbeat_are_requeued_counted_and_fenced(
     store: JobStore,
 ) -> None:
     alive, lost = create(store, new_job()), create(store, new_job())
     store.client.set(BEATS + "w-alive", "{}")
-    store.claim(alive, "w-alive", SETTINGS, delivery="tag-a", beats=BEATS)
-    store.claim(lost, "w-lost", SETTINGS, delivery="tag-l", beats=BEATS)
+    assert claim(store, "w-alive", delivery="tag-a").job_id == alive
+    assert claim(store, "w-lost", delivery="tag-l").job_id == lost
     store.flush([progress(lost, 1, 2, "ab", bases=(0,))])
     assert store.requeue_lost(BEATS) == [(lost, "tag-l")]
     assert store.requeue_lost(BEATS) == []  # once
@@ -239,13 +242,17 @@ def test_the_jobs_of_a_worker_without_heartbeat_are_requeued_counted_and_fenced(
     assert events(store, lost)[-1] == ("status", {"status": "queued", "reason": "worker_lost"})
     # The lost worker, if it was only paused, can no longer write.
     assert store.flush([progress(lost, 1, 3, "c", bases=(2,))]) == [FlushOutcome.GONE]
-    assert store.claim(lost, "w-alive", SETTINGS, beats=BEATS).attempt == 2
+    assert claim(store, "w-alive").attempt == 2
     assert store.flush([progress(lost, 1, 3, "c", bases=(2,))]) == [FlushOutcome.GONE]
     # Lost as often as max_attempts allows: the next claim fails the job.
-    store.requeue_lost(BEATS)  # w-alive's job `lost` is not requeued: w-alive beats
+    assert store.requeue_lost(BEATS) == []  # w-alive beats
     store.client.delete(BEATS + "w-alive")
     assert {job_id for job_id, _ in store.requeue_lost(BEATS)} == {alive, lost}
-    assert store.claim(lost, "w3", SETTINGS, beats=BEATS).outcome is ClaimOutcome.FAILED
+    assert claim(store, "w3").job_id == alive  # the older of the two first
+    last = claim(store, "w3")
+    assert (last.outcome, last.ended) == (ClaimOutcome.EMPTY, (lost,))
+    failed = store.get(lost)
+    assert failed is not None and failed.status is JobStatus.FAILED
 
 
 def test_the_text_a_job_continues_is_stored_with_it(store: JobStore) -> None:
