@@ -11,6 +11,13 @@ Lost jobs and 5xx answers must both be 0 (the exit status says so).
 
 Its own stack: redis-server, `--workers` Celery workers and the API under gunicorn, on
 loopback, with a queue limit of `--queue-depth` so that more clients than slots means overload.
+
+`--tenants`: two API keys. Key b's clients run as above twice, alone and then while key a's
+`--flooders` submit jobs of 50, 500 and 5,000 characters as fast as the API takes them, never
+waiting for one; the report is b's queue time (p50, p99) both ways, and how many jobs a had
+waiting. Fair share should keep b's queue time near what it is alone:
+
+    PYTHONPATH=. .venv/bin/python bench/load.py --tenants --worker-slots 64 --duration 60
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,7 @@ from bench.stack import Stack, local_stack, pick_model
 ROOT = Path(__file__).resolve().parents[1]
 FINAL = frozenset({"succeeded", "failed", "canceled", "timed_out", "expired"})
 POLL_S = 0.1  # between reads of a job that outlived its `Prefer: wait`
+TENANT_KEYS = ("bench-key-a", "bench-key-b")  # --tenants: a floods, b is measured
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class LoadConfig:
     drain_s: float = 120.0  # time jobs in flight get to end after `duration_s`
     backoff_s: float = 0.1  # mean pause after a 429 before submitting again
     api_key: str = ""
+    lengths: tuple[int, ...] = ()  # if set, each job's length is one of these, at random
 
 
 @dataclass
@@ -144,10 +153,13 @@ def follow(http: httpx.Client, job: dict[str, Any], until: float, tally: Tally) 
     return job
 
 
-def submit(http: httpx.Client, config: LoadConfig, tally: Tally) -> dict[str, Any] | None:
+def submit(
+    http: httpx.Client, config: LoadConfig, tally: Tally, rng: random.Random | None = None
+) -> dict[str, Any] | None:
     """Submit one job; return it if accepted, else count why not and return None."""
-    headers = {"Prefer": f"wait={config.wait_s:g}"}
-    body = {"model": config.model, "length": config.length}
+    headers = {"Prefer": f"wait={config.wait_s:g}"} if config.wait_s > 0 else {}
+    length = rng.choice(config.lengths) if rng and config.lengths else config.length
+    body = {"model": config.model, "length": length}
     try:
         response = http.post("/v1/jobs", json=body, headers=headers)
     except httpx.TransportError as error:
@@ -175,7 +187,7 @@ def run_client(config: LoadConfig, deadline: float, tally: Tally, seed: int) -> 
     with httpx.Client(base_url=config.url, headers=headers, timeout=timeout) as http:
         while time.monotonic() < deadline:
             started = time.monotonic()
-            job = submit(http, config, tally)
+            job = submit(http, config, tally, rng)
             if job is None:
                 time.sleep(config.backoff_s * (0.5 + rng.random()))
                 continue
@@ -237,6 +249,63 @@ def run_load(config: LoadConfig) -> LoadReport:
     )
 
 
+FLOOD_LENGTHS = (50, 500, 5000)
+
+
+def flood(config: LoadConfig, stop: threading.Event, tally: Tally, seed: int) -> None:
+    """Submit jobs without waiting for any, until `stop` (a 429 pauses it briefly)."""
+    rng = random.Random(seed)
+    headers = {"Authorization": f"Bearer {config.api_key}"}
+    with httpx.Client(base_url=config.url, headers=headers, timeout=30.0) as http:
+        while not stop.is_set():
+            if submit(http, config, tally, rng) is None:
+                stop.wait(config.backoff_s * (0.5 + rng.random()))
+
+
+def waiting(url: str, api_key: str) -> int:
+    """Return how many jobs a key has queued."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    queued: int = httpx.get(f"{url}/v1/usage", headers=headers, timeout=30.0).json()["queued"]
+    return queued
+
+
+def run_tenants(config: LoadConfig, flooders: int, flood_key: str) -> list[str]:
+    """Run key b's clients alone, then beside key a's flood; return the report lines."""
+    lines = []
+    for with_flood in (False, True):
+        stop, flood_tally = threading.Event(), Tally()
+        flood_config = replace(
+            config, api_key=flood_key, wait_s=0.0, lengths=FLOOD_LENGTHS, backoff_s=0.05
+        )
+        threads = [
+            threading.Thread(target=flood, args=(flood_config, stop, flood_tally, i), daemon=True)
+            for i in range(flooders if with_flood else 0)
+        ]
+        for thread in threads:
+            thread.start()
+        if threads:
+            time.sleep(min(10.0, config.duration_s / 4))  # let a's queue build up first
+        report = run_load(config)
+        backlog = waiting(config.url, flood_key)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        queue = ", ".join(f"{k} {v:.3f}" for k, v in report.queue_time_s.items())
+        lines.append(
+            f"key b {'beside key a' + chr(39) + 's flood' if with_flood else 'alone'}: "
+            f"{report.accepted} jobs, queue time s: {queue or 'none'}; "
+            f"429 {report.rejected_429}, 5xx {report.errors_5xx}, lost {len(report.lost)}"
+        )
+        if with_flood:
+            lines.append(
+                f"key a: {len(flood_tally.accepted)} jobs accepted, {flood_tally.rejected_429} "
+                f"answers of 429, {backlog} still waiting when b's clients stopped"
+            )
+        if not report.ok:
+            lines.append("FAILED: b lost jobs or got 5xx answers")
+    return lines
+
+
 def main() -> int:
     """Parse arguments, start a stack unless given one, run the load, print the report."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -254,22 +323,39 @@ def main() -> int:
     stack.add_argument("--workers", type=int, default=1, help="generation worker processes")
     stack.add_argument("--worker-slots", type=int, default=8)
     stack.add_argument("--queue-depth", type=int, default=16, help="queued jobs before 429")
+    tenants = parser.add_argument_group("two tenants")
+    tenants.add_argument("--tenants", action="store_true", help="key b alone, then beside a flood")
+    tenants.add_argument("--flooders", type=int, default=8, help="key a's submitting clients")
     args = parser.parse_args()
+    settings = {
+        "LSTMGEN_MAX_QUEUE_DEPTH": str(args.queue_depth),
+        "LSTMGEN_API_THREADS": str(max(32, args.clients + args.flooders + 8)),
+    }
+    if args.tenants:
+        settings |= {
+            "LSTMGEN_API_KEYS": f"a:{TENANT_KEYS[0]},b:{TENANT_KEYS[1]}",
+            "LSTMGEN_MAX_QUEUE_DEPTH": "1000000",
+            "LSTMGEN_KEY_MAX_QUEUED": "1000000",
+            "LSTMGEN_KEY_SUBMIT_RATE": "0",
+        }
+        args.api_key = TENANT_KEYS[1]
     with ExitStack() as stack_context:
         url = args.url
         if not url:
             model_dir, args.model = pick_model(Path(args.model_dir), args.model)
             local = Stack(
                 model_dir, [args.model], workers=args.workers, worker_slots=args.worker_slots,
-                appendonly=True, name="load",
-                settings={"LSTMGEN_MAX_QUEUE_DEPTH": str(args.queue_depth),
-                          "LSTMGEN_API_THREADS": str(max(32, args.clients + 8))},
+                appendonly=True, name="load", settings=settings,
             )  # fmt: skip
             url = stack_context.enter_context(local_stack(local)).url
         config = LoadConfig(
             url=url, duration_s=args.duration, clients=args.clients, model=args.model,
             length=args.length, wait_s=args.wait, drain_s=args.drain, api_key=args.api_key,
         )  # fmt: skip
+        if args.tenants:
+            config = replace(config, lengths=FLOOD_LENGTHS)
+            print("\n".join(run_tenants(config, args.flooders, TENANT_KEYS[0])))
+            return 0
         report = run_load(config)
     print("\n".join(report.lines()))
     if args.json:

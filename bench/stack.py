@@ -18,6 +18,7 @@ import httpx
 import redis
 
 from scripts.redis_server import RedisServer, free_port
+from shared.metrics import live_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = ROOT / ".." / "shared" / "models"
@@ -113,11 +114,13 @@ def local_stack(stack: Stack) -> Iterator[Running]:
         gunicorn = [str(BIN / "gunicorn"), "-c", "api/gunicorn_conf.py", "api.wsgi:app"]
         procs.callback(stop, spawn(gunicorn, env, work / "api.log"))
         client = redis.Redis.from_url(server.url)
-        wait_until(
-            lambda: all(client.exists(f"lstmgen:worker:{name}") for name in names),
-            300,
-            "the workers",
-        )
+
+        def workers_up() -> bool:
+            # Each worker process beats as "<hostname>/<token>".
+            up = {worker.split("/")[0] for worker in live_workers(client)}
+            return all(name in up for name in names)
+
+        wait_until(workers_up, 300, "the workers")
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: healthy(url), 60, "the API")
         print(f"stack up: {stack.workers} worker(s) x {stack.worker_slots} slots, models "
