@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     submit.add_argument(
         "--continue-from", metavar="JOB_ID", help="go on with the text of a succeeded job"
     )
+    submit.add_argument(
+        "--priority", choices=["high", "normal", "low"], help="order among your own jobs"
+    )
     submit.add_argument("--idempotency-key", help="retrying with the same key returns the same job")
     mode = submit.add_mutually_exclusive_group()
     mode.add_argument("--wait", action="store_true", help="show a progress bar until done")
@@ -72,6 +75,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     models = subparsers.add_parser("models", parents=[common], help="list a server's models")
     models.add_argument("name", nargs="?", help="show one model's properties")
     models.set_defaults(handler=_guarded(_models))
+
+    usage = subparsers.add_parser(
+        "usage", parents=[common], help="show your key's jobs queued and running, and its limits"
+    )
+    usage.set_defaults(handler=_guarded(_usage))
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -121,6 +129,7 @@ def _submit(args: argparse.Namespace) -> int:
             unknown_chars=args.unknown_chars,
             webhook=args.webhook,
             continue_from=args.continue_from,
+            priority=args.priority,
             idempotency_key=args.idempotency_key,
         )
         try:
@@ -267,6 +276,20 @@ def _jobs(args: argparse.Namespace) -> int:
         for job in page.jobs
     ]
     _table(("ID", "STATUS", "MODEL", "CHARS", "CHARS/S", "CREATED"), rows)
+    return 0
+
+
+def _usage(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        found = client.usage()
+    if args.json:
+        _print_json(found)
+        return 0
+    limits = ", ".join(f"{name} {value:g}" for name, value in found["limits"].items())
+    print(
+        f"key {found['key']}: {found['queued']} queued, {found['running_jobs']} running "
+        f"({found['running_samples']} samples); limits (0: none): {limits}"
+    )
     return 0
 
 

@@ -303,13 +303,15 @@ class Client:
         webhook_events_filter: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         continue_from: str | None = None,
+        priority: str | None = None,
         idempotency_key: str | None = None,
         wait: float | None = None,
     ) -> Job:
         """Create a generation job; with `wait`, let the server hold the answer up to N seconds.
 
         `continue_from` names a succeeded job to go on from (its model, seed, samples and
-        random stream): its text followed by this job's is one job of both lengths."""
+        random stream): its text followed by this job's is one job of both lengths;
+        `priority` (high, normal, low) orders your own jobs."""
         body: dict[str, Any] = {"seed": seed}
         optional = {
             "model": model,  # None: the server's default model
@@ -327,6 +329,7 @@ class Client:
             ),
             "metadata": dict(metadata) if metadata is not None else None,
             "continue_from": continue_from,
+            "priority": priority,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         headers = {}
@@ -339,6 +342,11 @@ class Client:
         return Job.from_json(
             self._request("POST", "/v1/jobs", json=body, headers=headers, timeout=timeout)
         )
+
+    def usage(self) -> dict[str, Any]:
+        """Return your key's jobs queued and running, and its limits (`GET /v1/usage`)."""
+        found: dict[str, Any] = self._request("GET", "/v1/usage")
+        return found
 
     def get(self, job_id: str) -> Job:
         """Return the job as it stands now."""

@@ -152,3 +152,29 @@ def test_url_api_key_and_model_default_from_settings(api: ApiHandle, start_api: 
     assert done.returncode == 0, done.stderr  # no model named: the server's default
     flag = lstmgen("jobs", "--api-key", KEY, "--json", env=env)
     assert len(json.loads(flag.stdout)["jobs"]) == 1
+
+
+def test_a_continuation_from_the_command_line_goes_on_with_the_text(api: ApiHandle) -> None:
+    first = lstmgen(
+        "submit", "tiny", "--seed", "the ", "--length", "300", "--random-seed", "8", "--wait",
+        "--priority", "high", url=api.url,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    first_id = first.stderr.split()[1]
+    second = lstmgen("submit", "--continue-from", first_id, "--length", "200", "--wait", url=api.url)
+    assert second.returncode == 0, second.stderr
+    whole = lstmgen(
+        "submit", "tiny", "--seed", "the ", "--length", "500", "--random-seed", "8", "--wait",
+        url=api.url,
+    )  # fmt: skip
+    assert first.stdout.rstrip("\n") + second.stdout.rstrip("\n") == whole.stdout.rstrip("\n")
+    with Client(api.url) as client:
+        assert client.get(first_id).input["priority"] == "high"
+
+
+def test_usage_shows_the_keys_jobs_and_limits(api: ApiHandle) -> None:
+    done = lstmgen("usage", url=api.url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("key public: 0 queued, 0 running (0 samples); limits")
+    found = json.loads(lstmgen("usage", "--json", url=api.url).stdout)
+    assert found["limits"]["max_queued"] == 1000

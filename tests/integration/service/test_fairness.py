@@ -56,4 +56,3 @@ def test_a_flood_from_one_key_does_not_hold_back_another_keys_jobs(
     metrics = httpx.get(f"{stack.url}/metrics").text
     assert 'lstmgen_key_rejections_total{key="a",limit="max_queued"}' in metrics
     assert 'key="b",limit=' not in metrics
-

@@ -60,7 +60,10 @@ def test_submit_poll_and_output_equals_the_engine(
     assert response.status_code == 201
     created = response.json()
     assert response.headers["Location"] == f"/v1/jobs/{created['id']}"
-    assert created["status"] in ("queued", "running") and created["random_seed"] == 123
+    # The answer shows the job as it was just after its message went out: a fast worker may
+    # have started or even finished it by then.
+    assert created["status"] in ("queued", "running", "succeeded")
+    assert created["random_seed"] == 123
     check_schema(spec, "Job", created)
     job = wait_status(api, created["id"])
     expected = generate(tiny, "hello", SamplingParams(length=300, temperature=0.8), random_seed=123)
