@@ -160,8 +160,10 @@ def test_a_continuation_from_the_command_line_goes_on_with_the_text(api: ApiHand
         "--priority", "high", url=api.url,
     )  # fmt: skip
     assert first.returncode == 0, first.stderr
-    first_id = first.stderr.split()[1]
-    second = lstmgen("submit", "--continue-from", first_id, "--length", "200", "--wait", url=api.url)
+    first_id = re.findall(r"\b[0-9a-f]{32}\b", first.stderr)[0]
+    second = lstmgen(
+        "submit", "--continue-from", first_id, "--length", "200", "--wait", url=api.url
+    )
     assert second.returncode == 0, second.stderr
     whole = lstmgen(
         "submit", "tiny", "--seed", "the ", "--length", "500", "--random-seed", "8", "--wait",
