@@ -105,7 +105,8 @@ def register_problem_handlers(app: Flask, max_body_bytes: int) -> None:
     """Answer every error, including framework ones, as problem+json."""
     app.register_error_handler(Problem, problem_response)
     app.register_error_handler(HTTPException, lambda e: _http_error(e, max_body_bytes))
-    app.register_error_handler(redis.ConnectionError, _redis_down)
-    app.register_error_handler(redis.TimeoutError, _redis_down)
+    # Every Redis error, not only a refused connection: during a failover the old primary
+    # answers READONLY or MASTERDOWN, and the sentinels may know no primary for a while.
+    app.register_error_handler(redis.RedisError, _redis_down)
     app.register_error_handler(kombu.exceptions.OperationalError, _redis_down)
     app.register_error_handler(Exception, _unexpected)

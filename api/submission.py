@@ -209,8 +209,11 @@ def submit(
             429, "Too many queued jobs", detail, "queue-full", headers={"Retry-After": retry}
         )
     if outcome is not CreateOutcome.CREATED:
-        return Submitted(_existing(services, owner, found_id, job, outcome), created=False)
+        existing = _existing(services, owner, found_id, job, outcome)
+        _confirm_replicated(services, existing.id)  # a retry may follow a 503 of this check
+        return Submitted(existing, created=False)
     _enqueue(services, job)
+    _confirm_replicated(services, job.id)
     created = store.get(job.id)
     if created is None:  # retention shorter than a request: nothing sensible to show
         raise Problem(500, "Job vanished", "the job expired as it was created", "internal")
@@ -254,6 +257,31 @@ def _enqueue(services: Services, job: NewJob) -> None:
         services.store.abandon(job.id, job.n, "enqueue_failed", "the job could not be enqueued")
         raise
     metrics.record_status(services.store.client, "queued")
+
+
+def _confirm_replicated(services: Services, job_id: str) -> None:
+    """Answer 201 only once `redis_min_replicas` replicas hold the job and its message, so
+    that an accepted job survives the primary's death; 503 if they do not in time."""
+    settings = services.settings
+    wanted = settings.redis_min_replicas
+    if wanted == 0:
+        return
+    held = services.store.replicated(wanted, settings.redis_replica_timeout_s)
+    if held >= wanted:
+        return
+    detail = (
+        f"job {job_id} is stored, but {held} of the {wanted} replicas it must reach confirmed "
+        f"it within {settings.redis_replica_timeout_s:g} s; it may still run: send the request "
+        "again with the same Idempotency-Key to get it"
+    )
+    raise Problem(
+        503,
+        "Not replicated",
+        detail,
+        "not-replicated",
+        headers={"Retry-After": str(settings.retry_after_s)},
+        extra={"job_id": job_id},
+    )
 
 
 def requested_wait(prefer: str | None, max_wait_s: float) -> float | None:

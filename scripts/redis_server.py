@@ -42,6 +42,7 @@ class RedisServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     appendonly: bool = True
+    extra_args: list[str] = field(default_factory=list)  # more redis-server options
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,6 +62,7 @@ class RedisServer:
             "--save", "",
             "--daemonize", "no",
             "--loglevel", "warning",
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         self.wait_ready(timeout)
@@ -92,6 +94,12 @@ class RedisServer:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL): no last write, as when its machine dies."""
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 

@@ -23,6 +23,7 @@ from scripts.redis_server import RedisServer, free_port
 from scripts.supervisor import Child, CrashLoop, Supervisor
 from shared.engine.registry import ModelRegistry
 from shared.logs import setup_logging
+from shared.redis_connection import connect
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +37,9 @@ def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Pope
     return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
 
 
-def redis_reachable(url: str) -> bool:
-    """Return whether a Redis server answers at the URL."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+def redis_reachable(url: str, master: str = "") -> bool:
+    """Return whether a Redis server (or the primary the sentinels name) answers at the URL."""
+    client = connect(url, master, socket_connect_timeout=1)
     try:
         return bool(client.ping())
     except redis.RedisError:
@@ -80,7 +81,7 @@ def main() -> int:
         redis_server = RedisServer(ROOT / data, port=default_redis_port()).start()
         env["LSTMGEN_REDIS_URL"] = redis_server.url
         log.info("redis-server up at %s (append-only file in %s)", redis_server.url, data)
-    elif not redis_reachable(settings.redis_url):
+    elif not redis_reachable(settings.redis_url, settings.redis_sentinel_master):
         log.error("LSTMGEN_REDIS_URL=%s is not reachable", settings.redis_url)
         return 1
     commands = stack_commands(settings, quiet=log_format == "console")

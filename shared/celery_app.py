@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from shared.redis_connection import is_sentinel
 from shared.settings import Settings
 
 GENERATE_TASK = "lstmgen.generate"
@@ -47,6 +48,7 @@ def make_celery(settings: Settings) -> Celery:
             # seconds (100 s by default); sweep at least every tenth of the timeout instead.
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 10)),
             "unacked_restore_throttle": 1,
+            **_sentinel_options(settings),
         },
         task_serializer="json",
         accept_content=["json"],
@@ -66,6 +68,20 @@ def make_celery(settings: Settings) -> Celery:
         worker_concurrency=settings.worker_slots,
     )
     return app
+
+
+def _sentinel_options(settings: Settings) -> dict[str, Any]:
+    """Return kombu's transport options for a Sentinel URL (none for a plain one)."""
+    if not is_sentinel(settings.redis_url):
+        return {}
+    # kombu asks the sentinels for the primary on every (re)connection, so the broker
+    # follows a failover; its default timeouts would wait minutes on a dead primary.
+    return {
+        "master_name": settings.redis_sentinel_master,
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": 30.0,
+        "sentinel_kwargs": {"socket_timeout": 2.0, "socket_connect_timeout": 2.0},
+    }
 
 
 def enqueue(app: Celery, job_id: str, model: str) -> None:

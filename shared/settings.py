@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.logs import LogFormat
+from shared.redis_connection import is_sentinel, parse_sentinel_url
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -21,6 +22,11 @@ class Settings(BaseSettings):
 
     # Where things are.
     redis_url: str = "redis://127.0.0.1:6379/0"  # broker and job store
+    # With a sentinel://host:port;sentinel://... URL: the master's name the sentinels monitor.
+    redis_sentinel_master: str = ""
+    # A 201 waits (WAIT) until this many replicas hold the job; 0: the primary alone.
+    redis_min_replicas: int = Field(0, ge=0)
+    redis_replica_timeout_s: float = Field(1.0, gt=0)  # longest such wait before a 503
     host: str = "127.0.0.1"  # API bind address; 0.0.0.0 needs API keys
     port: int = Field(8000, ge=1, le=65535)  # API port
     public_url: str = ""  # base of job URLs; empty means http://{host}:{port}
@@ -118,6 +124,16 @@ class Settings(BaseSettings):
             if float(part) < 0:
                 raise ValueError("retry delays must be >= 0 seconds")
         return value
+
+    @model_validator(mode="after")
+    def _check_sentinel(self) -> Settings:
+        if is_sentinel(self.redis_url):
+            parse_sentinel_url(self.redis_url)  # a ValueError names the bad entry
+            if not self.redis_sentinel_master:
+                raise ValueError(
+                    "a sentinel:// LSTMGEN_REDIS_URL needs LSTMGEN_REDIS_SENTINEL_MASTER"
+                )
+        return self
 
     @field_validator("model_aliases")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import redis
 from celery import Celery, Task
 from celery.exceptions import Reject
 
@@ -21,7 +22,12 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
         only after that (acks_late). `job_id` is the job whose submission sent the message."""
         # kombu's virtual transports (Redis among them) carry the tag in the properties.
         delivery = (task.request.properties or {}).get("delivery_tag")
-        outcome = runtime().run(job_id, model, delivery_tag=delivery)
+        try:
+            outcome = runtime().run(job_id, model, delivery_tag=delivery)
+        except redis.RedisError as error:
+            # Redis failing over, say: the message goes back for the next claim. A job this
+            # one had claimed is requeued by the heartbeat sweep; a spare message is dropped.
+            raise Reject(f"job store unavailable: {error}", requeue=True) from error
         if outcome is RunOutcome.RELEASED:
             raise Reject("worker shutting down", requeue=True)
         return outcome.value

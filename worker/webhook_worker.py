@@ -27,7 +27,7 @@ from celery import Celery
 from shared import logs, metrics
 from shared.celery_app import WEBHOOK_QUEUE, WEBHOOK_TASK
 from shared.jobs.records import JobTTLs
-from shared.jobs.store import connect
+from shared.redis_connection import connect
 from shared.settings import Settings
 from shared.webhooks.deliveries import (
     Attempt,
@@ -184,7 +184,10 @@ class Deliverer:
     @classmethod
     def from_settings(cls, settings: Settings) -> Deliverer:
         """Connect to the settings' Redis and build the guarded HTTP client."""
-        store = DeliveryStore(connect(settings.redis_url), JobTTLs.from_settings(settings).final_s)
+        store = DeliveryStore(
+            connect(settings.redis_url, settings.redis_sentinel_master),
+            JobTTLs.from_settings(settings).final_s,
+        )
         return cls(
             store=store,
             client=make_webhook_client(settings),

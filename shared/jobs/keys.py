@@ -14,6 +14,7 @@
 - `owner:{owner}:queued`   sorted set: an owner's waiting jobs of every model (its queued limit)
 - `owner:{owner}:running`  hash: an owner's running jobs and their samples (its running limit)
 - `owner:{owner}:bucket`   hash: the owner's token bucket of submissions
+- `replicated`             string: written before a `WAIT`, so that it covers the writes before it
 
 The scripts find the `fair:` and `owner:` keys of a job from its owner and model (lua/prelude.lua
 spells the prefix out again), so the store needs one Redis, not a cluster.
@@ -26,6 +27,7 @@ import hashlib
 PREFIX = "lstmgen:"
 QUEUED_KEY = PREFIX + "jobs:queued"
 RUNNING_KEY = PREFIX + "jobs:running"
+REPLICATED_KEY = PREFIX + "replicated"
 
 
 def job_key(job_id: str) -> str:

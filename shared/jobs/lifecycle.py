@@ -9,6 +9,7 @@ listener never raises into generation: its error is logged and the next one runs
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ import redis
 from shared import metrics
 from shared.jobs.records import Job, JobStatus
 from shared.jobs.store import JobStore
-from shared.webhooks.deliveries import notify_job_event
+from shared.webhooks.deliveries import notify_job_event, queue_job_event
 from shared.webhooks.events import WebhookEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")  # what one hook is told: a job id or an Ended
+COMPLETED_RETRY_S = 300.0  # how long a `completed` webhook is retried while Redis is away
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,22 @@ class Webhooks(Listener):
         notify_job_event(self.store, job_id, WebhookEvent.OUTPUT, self.base_url)
 
     def finished(self, ended: Ended) -> None:
-        """Queue the `completed` event."""
-        notify_job_event(self.store, ended.job_id, WebhookEvent.COMPLETED, self.base_url)
+        """Queue the `completed` event; while Redis cannot take it (a failover, say), try
+        again in the background: the one event every webhook gets must not be lost."""
+        self._completed(ended.job_id, time.monotonic() + COMPLETED_RETRY_S, 0.25)
+
+    def _completed(self, job_id: str, deadline: float, delay: float) -> None:
+        try:
+            queue_job_event(self.store, job_id, WebhookEvent.COMPLETED, self.base_url)
+            return
+        except redis.RedisError as error:
+            if time.monotonic() + delay > deadline:
+                log.error("gave up queueing the completed webhook of job %s: %s", job_id, error)
+                return
+            log.warning("could not queue the completed webhook of job %s yet: %s", job_id, error)
+        retry = threading.Timer(delay, self._completed, (job_id, deadline, min(2 * delay, 5.0)))
+        retry.daemon = True
+        retry.start()
 
 
 def service_lifecycle(store: JobStore, base_url: str) -> Lifecycle:

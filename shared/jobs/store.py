@@ -11,6 +11,7 @@ import redis
 
 from shared.jobs.keys import (
     QUEUED_KEY,
+    REPLICATED_KEY,
     RUNNING_KEY,
     bucket_key,
     events_key,
@@ -39,6 +40,7 @@ from shared.jobs.records import (
 )
 from shared.jobs.scripts import load_scripts
 from shared.jobs.serialize import job_from_hash, new_job_fields, output_event
+from shared.redis_connection import connect
 from shared.settings import Settings
 
 LUA = Path(__file__).parent / "lua"
@@ -55,7 +57,8 @@ class JobStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
         """Connect to the Redis of the settings."""
-        return cls(connect(settings.redis_url), JobTTLs.from_settings(settings))
+        client = connect(settings.redis_url, settings.redis_sentinel_master)
+        return cls(client, JobTTLs.from_settings(settings))
 
     def create(
         self,
@@ -307,6 +310,20 @@ class JobStore:
                 lost.append((job_id, str(tag)))
         return lost
 
+    def replicated(self, replicas: int, timeout_s: float) -> int:
+        """Wait until `replicas` replicas hold every write the primary has applied so far
+        (this job's record and its broker message among them); return how many do.
+
+        WAIT covers the writes of its own connection, so a write goes first on the same
+        connection: the primary applies writes in one order, and a replica that holds this
+        one holds every write applied before it, whichever client made them.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(REPLICATED_KEY)
+        pipe.wait(replicas, max(1, int(timeout_s * 1000)))
+        _, acknowledged = pipe.execute()
+        return int(acknowledged)
+
     def abandon(self, job_id: str, n: int, error_type: str, message: str) -> bool:
         """End `failed` a job that is still queued (it could not be enqueued)."""
         args: list[str | int] = [self.ttls.final_s, error_type, message]
@@ -334,14 +351,3 @@ def _chunk_args(update: Progress) -> list[str | int]:
         event = output_event(index, chunk, update.done) if chunk else ""
         args += [chunk, event, str(base), str(base + len(chunk))]
     return args
-
-
-def connect(url: str) -> redis.Redis:
-    """Return a Redis client for the job store (strings decoded, short connect timeout)."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=2.0,
-        socket_timeout=30.0,
-        health_check_interval=15,
-    )

@@ -292,33 +292,41 @@ def emit_event(store: DeliveryStore, job: Job, event: WebhookEvent, base_url: st
     if not job.webhook or not wants_event(job.webhook_events_filter, event):
         return None
     try:
-        now = time.time()
-        delivery = Delivery(
-            id=new_delivery_id(now),
-            job_id=job.id,
-            event=event,
-            url=job.webhook,
-            payload=event_payload(job, event, base_url),
-            created_at=now,
-            next_attempt_at=now,
-        )
-        added = store.add(delivery, throttle=event is WebhookEvent.OUTPUT)
+        return _add_event(store, job, event, base_url)
     except Exception:
         log.warning("could not queue the %s webhook of job %s", event, job.id, exc_info=True)
         return None
-    return delivery.id if added else None
+
+
+def _add_event(store: DeliveryStore, job: Job, event: WebhookEvent, base_url: str) -> str | None:
+    now = time.time()
+    delivery = Delivery(
+        id=new_delivery_id(now),
+        job_id=job.id,
+        event=event,
+        url=job.webhook or "",
+        payload=event_payload(job, event, base_url),
+        created_at=now,
+        next_attempt_at=now,
+    )
+    return delivery.id if store.add(delivery, throttle=event is WebhookEvent.OUTPUT) else None
 
 
 def notify_job_event(jobs: JobStore, job_id: str, event: WebhookEvent, base_url: str) -> str | None:
     """Queue the webhook delivery of a job event, snapshotting the job now (never raises)."""
     try:
-        if not jobs.client.hget(job_key(job_id), "webhook"):
-            return None  # most jobs have no webhook: one cheap read and done
-        job = jobs.get(job_id)
-        if job is None:
-            return None
-        store = DeliveryStore(jobs.client, jobs.ttls.final_s)
-        return emit_event(store, job, event, base_url)
+        return queue_job_event(jobs, job_id, event, base_url)
     except Exception:
         log.warning("could not queue the %s webhook of job %s", event, job_id, exc_info=True)
         return None
+
+
+def queue_job_event(jobs: JobStore, job_id: str, event: WebhookEvent, base_url: str) -> str | None:
+    """Queue the webhook delivery of a job event if the job wants it; return its id, or
+    raise the Redis error that stopped it (to be retried)."""
+    if not jobs.client.hget(job_key(job_id), "webhook"):
+        return None  # most jobs have no webhook: one cheap read and done
+    job = jobs.get(job_id)
+    if job is None or not job.webhook or not wants_event(job.webhook_events_filter, event):
+        return None
+    return _add_event(DeliveryStore(jobs.client, jobs.ttls.final_s), job, event, base_url)

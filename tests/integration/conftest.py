@@ -30,6 +30,7 @@ import redis
 from scripts.redis_server import RedisServer, free_port
 from shared import metrics
 from shared.jobs.keys import job_key
+from shared.redis_connection import connect
 from tests.conftest import BIN, ROOT, wait_for
 
 START_TIMEOUT_S = 180.0  # the first worker may compile the engine's kernels
@@ -113,7 +114,7 @@ class WorkerHandle(ServiceProcess):
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> WorkerHandle:
         """Wait until the worker has loaded its models and sends heartbeats."""
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        client = connect(self.redis_url, self.env.get("LSTMGEN_REDIS_SENTINEL_MASTER", ""))
         try:
 
             def ready() -> bool:
@@ -390,7 +391,7 @@ def start_webhook_worker(
 
     def start(**settings: Any) -> ServiceProcess:
         settings.setdefault("worker_slots", 8)
-        env = service_env(redis_server.url, model_dir, settings)
+        env = service_env(settings.pop("redis_url", redis_server.url), model_dir, settings)
         name = f"webhooks-{uuid.uuid4().hex[:6]}"
         command = [
             str(BIN / "celery"), "-A", "worker.celery_worker", "worker", "--webhooks",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.redis_connection import parse_sentinel_url
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,3 +73,34 @@ def test_environment_is_valid_settings(
         settings = Settings()
         assert settings.redis_url == "redis://redis:6379/0"
     assert Settings().host == "0.0.0.0"
+
+
+def test_sentinel_profile_matches_its_env_file(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = compose["services"]
+    profiled = {
+        name for name, service in services.items() if "sentinel" in service.get("profiles", [])
+    }
+    assert profiled == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert "--replicaof" in services["redis-replica"]["command"]
+    env = dict(
+        line.split("=", 1)
+        for line in (ROOT / "sentinel.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    hosts = {host for host, _ in parse_sentinel_url(settings.redis_url).sentinels}
+    assert hosts == {"sentinel-1", "sentinel-2", "sentinel-3"}
+    script = services["sentinel-1"]["command"][-1]
+    assert f"sentinel monitor {settings.redis_sentinel_master} redis 6379 2" in script
+    assert settings.redis_min_replicas == 1
+    # The services pass these variables through from the env file.
+    environment = services["api"]["environment"]
+    assert {
+        "LSTMGEN_REDIS_URL",
+        "LSTMGEN_REDIS_SENTINEL_MASTER",
+        "LSTMGEN_REDIS_MIN_REPLICAS",
+    } <= set(environment)

@@ -16,7 +16,7 @@ import shared.client.http
 from tests.conftest import ROOT
 
 PACKAGES = ("api", "worker", "shared")
-CROSS_CUTTING = {"settings", "logs", "metrics", "celery_app"}
+CROSS_CUTTING = {"settings", "logs", "metrics", "celery_app", "redis_connection"}
 HEAVY = ("worker", "tensorflow")
 IMPORTED = "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r}))"
 
