@@ -28,7 +28,10 @@ DESCRIPTIONS = {
     422: "A field breaks a rule; `errors` names each field and limit",
     429: "Too many queued jobs, or a limit of your key (`limit` names it); see `Retry-After`",
     502: "The job ended without succeeding",
-    503: "The job store (Redis) is unreachable, or a model cannot be loaded",
+    503: (
+        "The job store (Redis) is unreachable or failing over, the replicas did not confirm a "
+        "new job in time (`not-replicated`, with its `job_id`), or a model cannot be loaded"
+    ),
     504: "The job did not finish within the longest wait",
 }
 
