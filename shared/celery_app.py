@@ -20,6 +20,11 @@ GENERATE_TASK = "lstmgen.generate"
 WEBHOOK_TASK = "lstmgen.deliver_webhook"
 WEBHOOK_QUEUE = "lstmgen.webhooks"
 GENERATION_QUEUE_PREFIX = "lstmgen.gen."
+CHECK_MODEL_TASK = "lstmgen.check_model"
+# Uploaded models share one queue that every worker consumes (its message names the model),
+# so a worker serves a model uploaded after it started without any change to its consumers.
+UPLOADED_QUEUE = "lstmgen.uploaded"
+MODELS_QUEUE = "lstmgen.models"  # checks of uploads, taken by any generation worker
 UNACKED_INDEX = "unacked_index"  # kombu's sorted set of delivered, unacknowledged messages
 
 
@@ -84,12 +89,17 @@ def _sentinel_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def enqueue(app: Celery, job_id: str, model: str) -> None:
+def enqueue(app: Celery, job_id: str, model: str, *, uploaded: bool = False) -> None:
     """Send the message of a queued job: a worker of the model that takes it runs the job that
-    is next by fair share then, this one or another (see JobStore.claim)."""
-    app.send_task(
-        GENERATE_TASK, args=[job_id], kwargs={"model": model}, queue=generation_queue(model)
-    )
+    is next by fair share then, this one or another (see JobStore.claim). Jobs of uploaded
+    models go to the queue all workers share."""
+    queue = UPLOADED_QUEUE if uploaded else generation_queue(model)
+    app.send_task(GENERATE_TASK, args=[job_id], kwargs={"model": model}, queue=queue)
+
+
+def request_check(app: Celery, token: str) -> None:
+    """Ask a worker to check the staged upload `token` (see shared.catalog.inspect)."""
+    app.send_task(CHECK_MODEL_TASK, args=[token], queue=MODELS_QUEUE)
 
 
 def restore_unacked(app: Celery, delivery_tag: str) -> bool:

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)  # API port
     public_url: str = ""  # base of job URLs; empty means http://{host}:{port}
     model_dir: Path = Path("models")  # folder of named models
+    model_cache_dir: Path = Path("var/model-cache")  # a worker's copies of uploaded models
     data_dir: Path = Path("var")  # where `make run` keeps its redis-server's append-only file
     default_model: str = "default"  # model used when a request names none
     environment: Literal["development", "production"] = "development"
@@ -62,6 +63,13 @@ class Settings(BaseSettings):
     max_wait_s: float = Field(60.0, gt=0)  # longest `Prefer: wait=N`
     retry_after_s: int = Field(5, ge=1)  # Retry-After sent with 429 and 503
 
+    # Uploaded models (`POST /v1/models`).
+    max_model_bytes: int = Field(64 * 2**20, ge=1024)  # an upload, and its files unpacked
+    max_model_files: int = Field(64, ge=1)  # files in an uploaded archive
+    max_model_ratio: float = Field(100.0, ge=1)  # unpacked / packed size of one archive member
+    max_model_vocab: int = Field(1024, ge=1)  # characters in an uploaded model's vocabulary
+    model_check_timeout_s: float = Field(60.0, gt=0)  # how long an upload waits for its check
+
     # Job lifecycle.
     job_time_limit_s: float = Field(600.0, gt=0)  # running longer ends `timed_out`
     queue_ttl_s: float = Field(3600.0, gt=0)  # queued longer ends `expired`
@@ -79,6 +87,7 @@ class Settings(BaseSettings):
     worker_models: CommaList = []  # models this worker serves; empty: all in model_dir
     worker_slots: int = Field(64, ge=1)  # jobs one worker process runs at once
     worker_heartbeat_s: float = Field(2.0, gt=0)
+    worker_uploads: bool = True  # also serve uploaded models (and check uploads)
 
     # Webhooks.
     webhook_secrets: CommaList = Field(

@@ -158,38 +158,21 @@ class LSTMModel:
     @cached_property
     def char_to_id(self) -> Mapping[str, int]:
         """Map each single character of the vocabulary to its id (the first id if repeated)."""
-        mapping: dict[str, int] = {}
-        for index, char in enumerate(self.vocab):
-            if len(char) == 1:
-                mapping.setdefault(char, index)
-        return mapping
+        return char_ids(self.vocab)
 
     def encode(self, text: str, unknown: UnknownChars = "error") -> list[int]:
         """Turn text into vocabulary ids, handling characters outside the vocabulary."""
-        if unknown not in ("error", "drop", "lowercase"):
-            raise ValueError(f"unknown must be 'error', 'drop' or 'lowercase', not {unknown!r}")
-        known = self.char_to_id
-        if unknown == "lowercase":
-            pairs = [(c, c if c in known else c.lower()) for c in text]
-        else:
-            pairs = [(c, c) for c in text]
-        missing = [c for c in dict.fromkeys(orig for orig, c in pairs if c not in known)]
-        if missing and unknown != "drop":
-            raise UnknownCharactersError(missing)
-        return [known[c] for _, c in pairs if c in known]
+        return encode_text(self.char_to_id, text, unknown)
 
     def encode_seed(self, seed: str, unknown: UnknownChars = "error") -> list[int]:
         """Return the ids of a seed (the default seed if empty); EmptySeedError if it has none."""
-        ids = self.encode(seed or self.defaults.seed, unknown)
-        if not ids:
-            raise EmptySeedError("the seed has no character the model knows")
-        return ids
+        return encode_seed(self.char_to_id, seed or self.defaults.seed, unknown)
 
     @cached_property
     def reversible(self) -> bool:
         """Return whether every text of the model's characters has exactly one id sequence
         (each vocabulary entry is one character, none repeated)."""
-        return all(len(c) == 1 for c in self.vocab) and len(set(self.vocab)) == len(self.vocab)
+        return is_reversible(self.vocab)
 
     def encode_generated(self, text: str) -> list[int] | None:
         """Return the ids that generated `text`, or None if the vocabulary cannot tell them."""
@@ -226,6 +209,42 @@ class LSTMModel:
             "warnings": list(self.warnings),
             "source": str(self.source),
         }
+
+
+def char_ids(vocab: Iterable[str]) -> dict[str, int]:
+    """Map each single character of a vocabulary to its id (the first id if repeated)."""
+    mapping: dict[str, int] = {}
+    for index, char in enumerate(vocab):
+        if len(char) == 1:
+            mapping.setdefault(char, index)
+    return mapping
+
+
+def encode_text(known: Mapping[str, int], text: str, unknown: UnknownChars = "error") -> list[int]:
+    """Turn text into the ids of `known`, handling characters outside it as `unknown` says."""
+    if unknown not in ("error", "drop", "lowercase"):
+        raise ValueError(f"unknown must be 'error', 'drop' or 'lowercase', not {unknown!r}")
+    if unknown == "lowercase":
+        pairs = [(c, c if c in known else c.lower()) for c in text]
+    else:
+        pairs = [(c, c) for c in text]
+    missing = [c for c in dict.fromkeys(orig for orig, c in pairs if c not in known)]
+    if missing and unknown != "drop":
+        raise UnknownCharactersError(missing)
+    return [known[c] for _, c in pairs if c in known]
+
+
+def encode_seed(known: Mapping[str, int], seed: str, unknown: UnknownChars = "error") -> list[int]:
+    """Return the ids of a seed; EmptySeedError if it has no character of `known`."""
+    ids = encode_text(known, seed, unknown)
+    if not ids:
+        raise EmptySeedError("the seed has no character the model knows")
+    return ids
+
+
+def is_reversible(vocab: tuple[str, ...]) -> bool:
+    """Return whether every entry of a vocabulary is one character, none repeated."""
+    return all(len(c) == 1 for c in vocab) and len(set(vocab)) == len(vocab)
 
 
 def default_seed(vocab: Iterable[str]) -> str:
