@@ -1,6 +1,7 @@
 """Celery worker entry point: `celery -A worker.celery_worker worker [--webhooks]`.
 
-Consumes the queues of the models in LSTMGEN_WORKER_MODELS (all models when empty) with a
+Consumes the queues of the models in LSTMGEN_WORKER_MODELS (all models when empty), and, unless
+LSTMGEN_WORKER_UPLOADS is off, the queue of uploaded models and the checks of uploads, with a
 thread pool of LSTMGEN_WORKER_SLOTS; `-Q` overrides the queues. Every Celery signal this
 process handles is connected here.
 """
@@ -14,8 +15,12 @@ from celery import signals
 from kombu.entity import Queue
 
 from shared import logs
+from shared.catalog.archive import ArchiveLimits
+from shared.catalog.catalog import ModelCatalog
 from shared.celery_app import (
     GENERATION_QUEUE_PREFIX,
+    MODELS_QUEUE,
+    UPLOADED_QUEUE,
     enqueue,
     generation_queue,
     make_celery,
@@ -24,27 +29,41 @@ from shared.celery_app import (
 from shared.engine.registry import ModelRegistry
 from shared.jobs.store import JobStore
 from shared.settings import get_settings
+from worker.checks import check_upload
+from worker.models import WorkerModels
 from worker.runtime import Runtime
 from worker.tasks import register_tasks
 from worker.webhook_worker import WebhookRole
 
 settings = get_settings()
 logs.setup_logging(settings.log_format)
-models = ModelRegistry(settings.model_dir)
-served = list(settings.worker_models) or list(models.names())
+registry = ModelRegistry(settings.model_dir)
+served = list(settings.worker_models) or list(registry.names())
+catalog = ModelCatalog.from_url(settings.redis_url)
+limits = ArchiveLimits.from_settings(settings)
+models = WorkerModels(registry, catalog, settings.model_cache_dir, limits)
 
 app = make_celery(settings)
-app.conf.task_queues = [Queue(generation_queue(name)) for name in served]  # type: ignore[no-untyped-call]
+queues = [generation_queue(name) for name in served]
+if settings.worker_uploads:
+    queues += [UPLOADED_QUEUE, MODELS_QUEUE]
+app.conf.task_queues = [Queue(name) for name in queues]  # type: ignore[no-untyped-call]
 
 
 def _redeliver(job_id: str, model: str, delivery_tag: str) -> None:
     """Hand a lost job's message back to its queue, or send a new one if the broker has none."""
     if not restore_unacked(app, delivery_tag):
-        enqueue(app, job_id, model)
+        enqueue(app, job_id, model, uploaded=models.uploaded(model))
+
+
+def _check(token: str) -> None:
+    """Check an upload the API staged, and answer it."""
+    ttl = settings.model_check_timeout_s
+    check_upload(catalog, token, limits, settings.max_model_vocab, ttl)
 
 
 runtime = Runtime(settings, JobStore.from_settings(settings), models, redeliver=_redeliver)
-register_tasks(app, lambda: runtime)
+register_tasks(app, lambda: runtime, _check)
 webhooks = WebhookRole(app, settings)  # `--webhooks`: deliver webhooks instead of generating
 
 
@@ -75,11 +94,11 @@ def _choose_queues(sender: Any, **_: Any) -> None:
 def _start(sender: Any, **_: Any) -> None:
     """Load the models of the consumed queues and start the heartbeat, or the webhook scheduler."""
     webhooks.start(sender)
-    queues = sender.app.amqp.queues.consume_from or {}
+    consumed = sender.app.amqp.queues.consume_from or {}
     names = [
-        q[len(GENERATION_QUEUE_PREFIX) :] for q in queues if q.startswith(GENERATION_QUEUE_PREFIX)
+        q[len(GENERATION_QUEUE_PREFIX) :] for q in consumed if q.startswith(GENERATION_QUEUE_PREFIX)
     ]
-    if names:
+    if names or UPLOADED_QUEUE in consumed:
         # One id per process: a worker restarted under the same name must not look alive to
         # the jobs its predecessor was running.
         runtime.start(f"{sender.hostname}/{uuid.uuid4().hex[:8]}", sorted(names))

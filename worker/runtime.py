@@ -13,7 +13,6 @@ import redis
 
 from shared import logs, metrics
 from shared.celery_app import renew_unacked
-from shared.engine.registry import ModelRegistry
 from shared.engine.sampling import SamplingParams
 from shared.jobs.lifecycle import Ended, Lifecycle, service_lifecycle
 from shared.jobs.records import Claim, ClaimOutcome, Job
@@ -22,6 +21,7 @@ from shared.logs import bind_job
 from shared.settings import Settings
 from shared.webhooks.events import WebhookEvent
 from worker.batch_loop import ActiveJob, ModelLoop, RunOutcome
+from worker.models import DIRECTORY_VERSION, WorkerModels
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Runtime:
         self,
         settings: Settings,
         store: JobStore,
-        models: ModelRegistry,
+        models: WorkerModels,
         lifecycle: Lifecycle | None = None,
         redeliver: Redeliver | None = None,
     ) -> None:
@@ -65,6 +65,10 @@ class Runtime:
         loops = [self.loop_for(name) for name in models]
         for loop in loops:
             loop.ready.wait()
+        try:
+            self.models.publish_directory([loop.name for loop in loops if not loop.load_error])
+        except redis.RedisError as error:
+            log.warning("could not publish the models' info: %s", error)
         self._send_heartbeat()  # before any claim: a claimed job's worker is always alive
         self._started.set()
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
@@ -86,20 +90,23 @@ class Runtime:
             self.store.client.delete(metrics.WORKER_PREFIX + self.worker_id)
 
     def loop_for(self, model: str) -> ModelLoop:
-        """Return the running loop of a model, starting it (and loading the model) once."""
+        """Return the running loop of a model's current version, starting it (and loading the
+        model) once; a replaced upload gets a loop of its own, the old one keeps its jobs."""
+        version = self.models.version(model)
+        key = model if version == DIRECTORY_VERSION else f"{model}@{version}"
         with self._lock:
-            loop = self._loops.get(model)
+            loop = self._loops.get(key)
             if loop is None or (not loop.alive() and not self._stopping.is_set()):
                 loop = ModelLoop(
                     model,
-                    lambda: self.models.get(model),
+                    lambda: self.models.get(model, version),
                     self.store,
                     self.lifecycle,
                     capacity=self.settings.worker_slots * self.settings.max_n,
                     flush_interval_s=self.settings.progress_interval_s,
                 )
                 loop.start()
-                self._loops[model] = loop
+                self._loops[key] = loop
             return loop
 
     def run(
@@ -201,8 +208,8 @@ class Runtime:
 
     def batches(self) -> dict[str, dict[str, int]]:
         """Return each model's batch size now and the largest it has been."""
-        loops = list(self._loops.items())
-        return {name: {"size": loop.size(), "peak": loop.peak} for name, loop in loops}
+        loops = list(self._loops.values())
+        return {loop.name: {"size": loop.size(), "peak": loop.peak} for loop in loops}
 
     def _beat(self) -> None:
         """Until the worker stops: beat, renew running jobs' broker messages, requeue the jobs

@@ -8,13 +8,15 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import Reject
 
-from shared.celery_app import GENERATE_TASK
+from shared.celery_app import CHECK_MODEL_TASK, GENERATE_TASK
 from worker.batch_loop import RunOutcome
 from worker.runtime import Runtime
 
 
-def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
-    """Register the generation task on the app."""
+def register_tasks(
+    app: Celery, runtime: Callable[[], Runtime], check: Callable[[str], None]
+) -> None:
+    """Register the generation task and the check of uploads on the app."""
 
     @app.task(name=GENERATE_TASK, ignore_result=True, bind=True)  # type: ignore[untyped-decorator]
     def generate(task: Task, job_id: str, model: str | None = None) -> str:
@@ -31,3 +33,8 @@ def register_tasks(app: Celery, runtime: Callable[[], Runtime]) -> None:
         if outcome is RunOutcome.RELEASED:
             raise Reject("worker shutting down", requeue=True)
         return outcome.value
+
+    @app.task(name=CHECK_MODEL_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+    def check_model(token: str) -> None:
+        """Load a staged upload and answer the API that waits for the verdict."""
+        check(token)
