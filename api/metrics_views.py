@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api.services import Services, services
-from shared.celery_app import WEBHOOK_QUEUE, generation_queue
+from shared.celery_app import MODELS_QUEUE, UPLOADED_QUEUE, WEBHOOK_QUEUE, generation_queue
 from shared.jobs.tenants import key_names
 from shared.metrics import RedisCollector
 
@@ -30,7 +30,8 @@ def _registry() -> CollectorRegistry:
 
 def _queues(found: Services) -> list[str]:
     # The queues jobs can be sent to from here: one per model this API accepts, and webhooks.
-    return [generation_queue(name) for name in found.model_names()] + [WEBHOOK_QUEUE]
+    names = [generation_queue(name) for name in found.model_names()]
+    return [*names, UPLOADED_QUEUE, MODELS_QUEUE, WEBHOOK_QUEUE]
 
 
 @bp.get("/metrics")

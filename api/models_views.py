@@ -1,4 +1,5 @@
-"""`/v1/models`: the models the service runs, their properties, next-character predictions."""
+"""`/v1/models`: the models the service runs, their properties, next-character predictions;
+uploading, replacing and deleting a key's own models."""
 
 from __future__ import annotations
 
@@ -6,38 +7,80 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import authenticate
-from api.services import services
+from api.auth import authenticate, current_owner
+from api.problems import Problem, not_found
+from api.services import KnownModel, services
 from api.submission import check_seed
+from api.uploads import read_form, receive
 from api.validation import PredictRequest, read_json_object, validate
+from shared.catalog.records import ModelInfo
 from shared.engine.batch import predict
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 bp.before_request(authenticate)
 
 
-def _describe(name: str) -> dict[str, Any]:
-    model = services().load_model(name)
-    return {**model.properties(), "name": services().resolve(name)}
+def _describe(model: KnownModel, name: str) -> dict[str, Any]:
+    if isinstance(model, ModelInfo):
+        return model.to_json()
+    return {**model.properties(), "name": services().resolve(name), "origin": "directory"}
 
 
 @bp.get("")
 def list_models() -> Response:
-    """Return every model with its properties."""
-    return jsonify({"models": [_describe(name) for name in services().model_names()]})
+    """Return every model the caller may use with its properties."""
+    found = services()
+    owner = current_owner()
+    names = found.visible_names(owner)
+    return jsonify({"models": [_describe(found.load_model(n, owner=owner), n) for n in names]})
 
 
 @bp.get("/<name>")
 def get_model(name: str) -> Response:
     """Return one model's ml5-style properties."""
-    return jsonify(_describe(name))
+    return jsonify(_describe(services().load_model(name, owner=current_owner()), name))
+
+
+@bp.post("")
+def upload_model() -> tuple[Response, int, dict[str, str]]:
+    """Add a model from an uploaded archive (multipart: name, file, description)."""
+    return _upload(None)
+
+
+@bp.put("/<name>")
+def put_model(name: str) -> tuple[Response, int, dict[str, str]]:
+    """Add a model under this name, or replace the caller's model of this name."""
+    return _upload(name)
+
+
+def _upload(name: str | None) -> tuple[Response, int, dict[str, str]]:
+    found = services()
+    upload = read_form(request, found, name)
+    info, created = receive(found, current_owner(), upload, replace=name is not None)
+    location = {"Location": f"/v1/models/{info.name}"}
+    return jsonify(info.to_json()), 201 if created else 200, location
+
+
+@bp.delete("/<name>")
+def delete_model(name: str) -> Response:
+    """Delete the caller's uploaded model; jobs running on it finish, new ones are refused."""
+    found = services()
+    if name in found.model_names():
+        detail = f"model {name!r} is in the model directory; only uploaded models can be deleted"
+        raise Problem(409, "Conflict", detail, "model-in-directory")
+    if not found.catalog.delete(name, current_owner()):
+        raise not_found(f"model {name!r}")
+    return Response(status=204)
 
 
 @bp.post("/<name>/predict")
 def predict_next(name: str) -> Response:
     """Return the next-character distribution after a seed, most likely first."""
-    model = services().load_model(name)
+    model = services().load_model(name, owner=current_owner())
     body: PredictRequest = validate(PredictRequest, read_json_object(request))
+    if isinstance(model, ModelInfo):
+        detail = f"model {name!r} is uploaded: its weights are on the workers, submit a job"
+        raise Problem(409, "Conflict", detail, "model-on-workers")
     check_seed(model, body.seed, body.unknown_chars)
     seed = body.seed or model.defaults.seed
     ranked = predict(model, seed, temperature=body.temperature, unknown=body.unknown_chars)

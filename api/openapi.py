@@ -8,7 +8,9 @@ from pydantic import BaseModel
 
 from api import delivery_views
 from api.streaming import LAST_EVENT_ID
+from api.uploads import MAX_DESCRIPTION_CHARS
 from api.validation import MAX_TEMPERATURE, PredictRequest
+from shared.engine.registry import NAME_PATTERN
 from shared.jobs.records import JOB_ID_PATTERN, JobStatus
 from shared.settings import Settings
 from shared.webhooks.events import WebhookEvent
@@ -22,7 +24,8 @@ DESCRIPTIONS = {
     400: "The body is not valid UTF-8 JSON",
     401: "Missing or unknown API key",
     404: "No such resource (or not yours)",
-    409: "The id is taken by a different job",
+    204: "Deleted",
+    409: "The id is taken by a different job, or the model name by another model",
     413: "The body is larger than the limit",
     415: "The body is not JSON",
     422: "A field breaks a rule; `errors` names each field and limit",
@@ -30,7 +33,8 @@ DESCRIPTIONS = {
     502: "The job ended without succeeding",
     503: (
         "The job store (Redis) is unreachable or failing over, the replicas did not confirm a "
-        "new job in time (`not-replicated`, with its `job_id`), or a model cannot be loaded"
+        "new job in time (`not-replicated`, with its `job_id`), a model cannot be loaded, or "
+        "no worker checked an upload in time"
     ),
     504: "The job did not finish within the longest wait",
 }
@@ -113,6 +117,11 @@ def _schemas(job_request: type[BaseModel]) -> dict[str, Any]:
             "mode": {"type": "string", "enum": ["stateful", "window"]},
             "defaults": {"type": "object"},
             "warnings": {"type": "array", "items": {"type": "string"}},
+            "origin": {"type": "string", "enum": ["directory", "upload"]},
+            "description": {"type": "string"},
+            "digest": {"type": "string", "description": "sha256 of the uploaded archive"},
+            "size": {"type": "integer", "minimum": 0},
+            "created_at": {"type": "string", "format": "date-time"},
         },
     }
     probability = _object({"char": {"type": "string"}, "probability": {"type": "number"}})
@@ -144,6 +153,8 @@ def _schemas(job_request: type[BaseModel]) -> dict[str, Any]:
             }
         ),
         "Model": model_schema,
+        "ModelUpload": _upload_schema(named=True),
+        "ModelReplacement": _upload_schema(named=False),
         "ModelList": _object({"models": {"type": "array", "items": _ref("Model")}}),
         "Prediction": _object(
             {
@@ -193,6 +204,28 @@ def _schemas(job_request: type[BaseModel]) -> dict[str, Any]:
             }
         ),
     }
+
+
+def _upload_schema(*, named: bool) -> dict[str, Any]:
+    binary = {"type": "string", "format": "binary"}
+    properties: dict[str, Any] = {
+        "file": {
+            **binary,
+            "description": "A .zip of a model folder (ml5, TensorFlow.js layers, "
+            "lstm_model_creator's download, a Keras folder), or a .keras or .h5 file.",
+        },
+        "vocab": {**binary, "description": "The vocabulary of a .keras or .h5 file."},
+        "description": {"type": "string", "maxLength": MAX_DESCRIPTION_CHARS},
+    }
+    required = ["file"]
+    if named:
+        properties = {"name": {"type": "string", "pattern": NAME_PATTERN.pattern}, **properties}
+        required = ["name", "file"]
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _multipart(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"multipart/form-data": {"schema": _ref(schema)}}}
 
 
 def _responses(ok: dict[int, dict[str, Any]], *codes: int) -> dict[str, Any]:
@@ -260,6 +293,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
         {"type": "string", "examples": ["wait=10"]},
     )
     create_codes = (*auth, 400, 413, 415, 422, 429, 503)
+    upload_codes = (*auth, 409, 413, 415, 422, 503)
     jobs_ok = {200: _json("JobList")}
     return {
         "/v1/jobs": {
@@ -354,8 +388,14 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/v1/models": {
             "get": {
                 "operationId": "listModels",
-                "summary": "List the models with their properties",
+                "summary": "List the models you may use with their properties",
                 "responses": _responses({200: _json("ModelList")}, *auth, 503),
+            },
+            "post": {
+                "operationId": "uploadModel",
+                "summary": "Upload a model (yours alone); a name in use is 409",
+                "requestBody": _multipart("ModelUpload"),
+                "responses": _responses({201: _json("Model")}, *upload_codes),
             },
         },
         "/v1/models/{name}": {
@@ -364,6 +404,20 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "operationId": "getModel",
                 "summary": "Get a model's ml5-style properties",
                 "responses": _responses({200: _json("Model")}, *auth, 404, 503),
+            },
+            "put": {
+                "operationId": "putModel",
+                "summary": "Upload a model under this name, or replace yours of this name",
+                "requestBody": _multipart("ModelReplacement"),
+                "responses": _responses({200: _json("Model"), 201: _json("Model")}, *upload_codes),
+            },
+            "delete": {
+                "operationId": "deleteModel",
+                "summary": "Delete your uploaded model (running jobs finish, new ones are refused)",
+                "responses": {
+                    "204": {"description": DESCRIPTIONS[204]},
+                    **_responses({}, *auth, 404, 409, 503),
+                },
             },
         },
         "/v1/models/{name}/predict": {

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 
 from api.problems import FieldError, Problem, invalid, not_found
 from api.validation import job_request_model
+from shared.catalog.catalog import ModelCatalog
+from shared.catalog.records import ModelInfo
 from shared.celery_app import make_celery
 from shared.engine.model import LSTMModel, ModelLoadError
 from shared.engine.registry import ModelRegistry
@@ -19,6 +21,9 @@ from shared.jobs.store import JobStore
 from shared.settings import Settings
 
 EXTENSION = "lstmgen"
+# What the API knows of a model: a model directory's model as loaded here, or the catalog's
+# info of an upload (its weights stay on the workers).
+KnownModel = LSTMModel | ModelInfo
 
 
 @dataclass
@@ -29,6 +34,7 @@ class Services:
     store: JobStore
     celery: Celery
     models: ModelRegistry
+    catalog: ModelCatalog
     job_request: type[BaseModel]
     lifecycle: Lifecycle  # told of the jobs that end here (canceled while queued)
 
@@ -41,31 +47,45 @@ class Services:
             store=store,
             celery=make_celery(settings),
             models=ModelRegistry(settings.model_dir),
+            catalog=ModelCatalog.from_url(settings.redis_url),
             job_request=job_request_model(settings),
             lifecycle=service_lifecycle(store, settings.base_url),
         )
 
     def model_names(self) -> list[str]:
-        """Return the names of the models the service can run."""
+        """Return the names of the model directory's models (every key may use them)."""
         return list(self.models.names())
+
+    def visible_names(self, owner: str) -> list[str]:
+        """Return the names of the models `owner` may use: the directory's and its uploads."""
+        uploads = [info.name for info in self.catalog.uploads_of(owner)]
+        return sorted({*self.model_names(), *uploads})
 
     def resolve(self, name: str) -> str:
         """Return the model a requested name stands for (itself unless it is an alias)."""
         return self.settings.aliases.get(name, name)
 
-    def load_model(self, name: str, *, field: str | None = None) -> LSTMModel:
-        """Return a loaded model (aliases followed); unknown: 422 naming `field`, else 404."""
+    def load_model(self, name: str, *, owner: str, field: str | None = None) -> KnownModel:
+        """Return a model `owner` may use (aliases followed): a directory model, loaded, or
+        the owner's upload, its info; unknown: 422 naming `field`, else 404."""
         name = self.resolve(name)
-        if name not in self.model_names():
-            if field is None:
-                raise not_found(f"model {name!r}")
-            available = ", ".join(self.model_names()) or "none"
-            raise invalid([FieldError(field, f"unknown model {name!r} (available: {available})")])
-        try:
-            return self.models.get(name)
-        except ModelLoadError as error:
-            detail = f"model {name!r} could not be loaded: {error}"
-            raise Problem(503, "Model unavailable", detail, "model-unavailable") from None
+        if name in self.model_names():
+            try:
+                return self.models.get(name)
+            except ModelLoadError as error:
+                detail = f"model {name!r} could not be loaded: {error}"
+                raise Problem(503, "Model unavailable", detail, "model-unavailable") from None
+        uploaded = self.catalog.uploaded(name, owner)
+        if uploaded is not None:
+            return uploaded
+        if field is None:
+            raise not_found(f"model {name!r}")
+        available = ", ".join(self.visible_names(owner)) or "none"
+        raise invalid([FieldError(field, f"unknown model {name!r} (available: {available})")])
+
+    def is_uploaded(self, name: str) -> bool:
+        """Return whether jobs of a model (not an alias) go to the queue of uploaded models."""
+        return name not in self.model_names()
 
 
 def services() -> Services:

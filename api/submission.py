@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.problems import FieldError, Problem, invalid
-from api.services import Services
+from api.services import KnownModel, Services
 from api.validation import check_metadata, validate
 from shared import metrics
 from shared.celery_app import enqueue
-from shared.engine.model import EmptySeedError, LSTMModel, UnknownCharactersError, UnknownChars
+from shared.engine.model import EmptySeedError, UnknownCharactersError, UnknownChars
 from shared.engine.sampling import derive_random_seed
 from shared.jobs.records import (
     CreateOutcome,
@@ -41,7 +41,7 @@ class Submitted:
     created: bool
 
 
-def check_seed(model: LSTMModel, seed: str, unknown: UnknownChars, field: str = "seed") -> None:
+def check_seed(model: KnownModel, seed: str, unknown: UnknownChars, field: str = "seed") -> None:
     """Refuse a seed with characters outside the vocabulary (as the policy says), or none known."""
     try:
         model.encode_seed(seed, unknown)
@@ -120,7 +120,7 @@ def new_job(services: Services, owner: str, payload: dict[str, Any], job_id: str
         origin = continued(services, owner, payload, request.continue_from)
         request.model, request.seed, request.n = origin.model, origin.seed, origin.n
         request.unknown_chars, request.random_seed = origin.unknown_chars, origin.random_seed
-    model = services.load_model(request.model, field="model")
+    model = services.load_model(request.model, owner=owner, field="model")
     if origin is not None and not model.reversible:
         message = (
             f"model {model.name!r} has vocabulary entries that are not single characters, "
@@ -251,7 +251,7 @@ def _existing(
 
 def _enqueue(services: Services, job: NewJob) -> None:
     try:
-        enqueue(services.celery, job.id, job.model)
+        enqueue(services.celery, job.id, job.model, uploaded=services.is_uploaded(job.model))
     except Exception:
         log.exception("could not enqueue job %s", job.id, extra={"job_id": job.id})
         services.store.abandon(job.id, job.n, "enqueue_failed", "the job could not be enqueued")

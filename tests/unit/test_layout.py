@@ -38,9 +38,9 @@ def test_shared_top_level_modules_are_the_cross_cutting_ones() -> None:
     assert found == CROSS_CUTTING | {"__init__"}
 
 
-def test_shared_sub_packages_are_engine_jobs_webhooks_and_client() -> None:
+def test_shared_sub_packages_are_engine_jobs_webhooks_client_and_catalog() -> None:
     found = {path.name for path in (ROOT / "shared").iterdir() if (path / "__init__.py").is_file()}
-    assert found == {"engine", "jobs", "webhooks", "client"}
+    assert found == {"engine", "jobs", "webhooks", "client", "catalog"}
 
 
 @pytest.mark.parametrize("package", list(packages()), ids=lambda p: str(p.relative_to(ROOT)))
