@@ -72,8 +72,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(handler=_guarded(_jobs))
 
-    models = subparsers.add_parser("models", parents=[common], help="list a server's models")
-    models.add_argument("name", nargs="?", help="show one model's properties")
+    models = subparsers.add_parser(
+        "models",
+        parents=[common],
+        help="list a server's models; `models upload NAME PATH`, `models delete NAME`",
+    )
+    models.add_argument("name", nargs="?", help="show one model's properties (or upload, delete)")
+    models.add_argument("more", nargs="*", help=argparse.SUPPRESS)
+    models.add_argument("--description", default="", help="upload: what the model is")
+    models.add_argument("--vocab", help="upload: the vocabulary of a .keras or .h5 file")
+    models.add_argument("--replace", action="store_true", help="upload: replace your model")
     models.set_defaults(handler=_guarded(_models))
 
     usage = subparsers.add_parser(
@@ -294,6 +302,10 @@ def _usage(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
+    if args.name in ("upload", "delete"):
+        return _change_model(args)
+    if args.more:
+        raise SystemExit(f"lstmgen models: unexpected arguments {args.more}")
     with _client(args) as client:
         if args.name:
             info = client.model(args.name)
@@ -308,6 +320,29 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     rows = [_model_row(model) for model in models]
     _table(("NAME", "FORMAT", "MODE", "VOCAB", "LAYERS"), rows)
+    return 0
+
+
+def _change_model(args: argparse.Namespace) -> int:
+    """`lstmgen models upload NAME PATH` and `lstmgen models delete NAME`."""
+    wanted = 2 if args.name == "upload" else 1
+    if len(args.more) != wanted:
+        usage = "upload NAME PATH" if args.name == "upload" else "delete NAME"
+        raise SystemExit(f"usage: lstmgen models {usage}")
+    with _client(args) as client:
+        if args.name == "delete":
+            client.delete_model(args.more[0])
+            print(f"{args.more[0]} deleted")
+            return 0
+        name, path = args.more
+        info = client.upload_model(
+            name, path, description=args.description, vocab=args.vocab, replace=args.replace
+        )
+    if args.json:
+        _print_json(dict(info.properties))
+    else:
+        digest = str(info.properties.get("digest", ""))[:12]
+        print(f"{info.name} uploaded ({_model_row(info)[1]}, sha256 {digest})")
     return 0
 
 

@@ -12,12 +12,16 @@ HTTP errors raise `ApiError` carrying the server's problem+json; network failure
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
+import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import httpx
 
@@ -26,6 +30,7 @@ from shared.jobs.records import JobStatus
 FINAL_STATUSES = frozenset(status.value for status in JobStatus if status.is_final)
 OUTPUT_EVENTS = frozenset({"output", "chunk", "text"})  # SSE event names that carry text
 STREAM_READ_TIMEOUT_S = 60.0  # longest silence on an event stream before reconnecting
+UPLOAD_TIMEOUT_S = 300.0  # an upload waits while a worker loads the model to check it
 
 
 @dataclass(frozen=True)
@@ -384,6 +389,41 @@ class Client:
         """Return one model's properties (vocabulary, layers, mode, defaults, ...)."""
         return _model_info(self._request("GET", f"/v1/models/{name}"))
 
+    def upload_model(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        description: str = "",
+        vocab: str | Path | None = None,
+        replace: bool = False,
+    ) -> ModelInfo:
+        """Upload a model folder (zipped on the way), a `.zip` of one, or a `.keras`/`.h5`
+        file with its `vocab` file; `replace` replaces your model of that name."""
+        path = Path(path)
+        with contextlib.ExitStack() as stack:
+            if path.is_dir():
+                upload: IO[bytes] = stack.enter_context(_zipped(path))
+                filename = f"{path.name}.zip"
+            else:
+                upload, filename = stack.enter_context(path.open("rb")), path.name
+            files: dict[str, Any] = {"file": (filename, upload, "application/octet-stream")}
+            if vocab is not None:
+                vocab = Path(vocab)
+                files["vocab"] = (vocab.name, stack.enter_context(vocab.open("rb")))
+            fields = {"description": description}
+            if replace:
+                data = self._request("PUT", f"/v1/models/{name}", data=fields, files=files,
+                                     timeout=UPLOAD_TIMEOUT_S)  # fmt: skip
+            else:
+                data = self._request("POST", "/v1/models", data={"name": name, **fields},
+                                     files=files, timeout=UPLOAD_TIMEOUT_S)  # fmt: skip
+        return _model_info(data)
+
+    def delete_model(self, name: str) -> None:
+        """Delete your uploaded model (its running jobs finish)."""
+        _raise_for_problem(self._http.request("DELETE", f"/v1/models/{name}"))
+
     def predict(
         self, name: str, seed: str, temperature: float = 1.0
     ) -> builtins.list[CharProbability]:
@@ -507,3 +547,15 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
             data.append(value)
         elif name == "id" and "\0" not in value:
             event_id = value
+
+
+@contextlib.contextmanager
+def _zipped(folder: Path) -> Iterator[IO[bytes]]:
+    """Yield a temporary zip of a folder's files."""
+    with tempfile.TemporaryFile() as handle:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and not path.name.startswith("."):
+                    archive.write(path, path.relative_to(folder).as_posix())
+        handle.seek(0)
+        yield handle

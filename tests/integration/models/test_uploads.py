@@ -370,3 +370,60 @@ def test_bad_forms_get_problems_naming_the_field(alice: httpx.Client) -> None:
     check_problem(upload(alice, "x", b"zip", "model.tar"), 422, "file")
     check_problem(upload(alice, "x", b"zip", "model.keras"), 422, "vocab")
     check_problem(upload(alice, "x", b"zip", description="d" * 2000), 422, "description")
+
+
+def lstmgen(stack: ApiHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a `lstmgen` client verb against the stack as key alice."""
+    command = [str(BIN / "lstmgen"), *args, "--url", stack.url, "--api-key", "key-alice"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_the_cli_uploads_lists_and_deletes_a_folder(
+    stack: ApiHandle, alice: httpx.Client, shared_dir: Path
+) -> None:
+    folder = shared_dir / "models" / "jessvb_drseuss-20"
+    uploaded = lstmgen(stack, "models", "upload", "seuss", str(folder), "--description", "hats")
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert uploaded.stdout.startswith("seuss uploaded (tfjs, sha256 ")
+    listed = lstmgen(stack, "models")
+    assert any(line.split()[:2] == ["seuss", "tfjs"] for line in listed.stdout.splitlines())
+    assert alice.get("/v1/models/seuss").json()["description"] == "hats"
+    assert generate(alice, "seuss", "the ") == cli_greedy(folder, "the ")
+    again = lstmgen(stack, "models", "upload", "seuss", str(folder))
+    assert again.returncode == 2 and "409" in again.stderr
+    assert lstmgen(stack, "models", "upload", "seuss", str(folder), "--replace").returncode == 0
+    deleted = lstmgen(stack, "models", "delete", "seuss")
+    assert deleted.returncode == 0 and deleted.stdout.strip() == "seuss deleted"
+    gone = lstmgen(stack, "models", "delete", "seuss")
+    assert gone.returncode == 2 and "404" in gone.stderr
+
+
+def test_schemathesis_finds_no_server_error_on_the_model_operations(
+    stack: ApiHandle, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    command = [
+        str(BIN / "schemathesis"), "run", f"{stack.url}/openapi.json",
+        "--header", "Authorization: Bearer key-bob",
+        "--include-operation-id", "uploadModel",
+        "--include-operation-id", "putModel",
+        "--include-operation-id", "deleteModel",
+        "--include-operation-id", "getModel",
+        "--include-operation-id", "listModels",
+        "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_schema_conformance",
+        "--phases", "examples,coverage,fuzzing",
+        "--max-examples", "25",
+        "--seed", "20261202",
+        "--workers", "1",
+        "--request-timeout", "60",
+        "--generation-database", "none",
+        "--suppress-health-check", "all",
+        "--no-color",
+    ]  # fmt: skip
+    run = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    output = run.stdout + run.stderr
+    print(output)
+    assert run.returncode == 0, f"{output[-8000:]}\nAPI log:\n{stack.log()[-4000:]}"
+    assert " passed" in output, output[-4000:]
