@@ -124,3 +124,10 @@ def test_generation_workers_do_not_import_tensorflow(
     assert code == 0, err
     assert "worker.runtime" in loaded  # the check itself sees what was imported
     assert [name for name in loaded if name.split(".")[0] == "tensorflow"] == []
+
+
+def test_the_api_never_imports_the_check_that_loads_uploaded_models() -> None:
+    code = "import api.app, sys; print('shared.catalog.inspect' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
