@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from scripts.redis_server import RedisServer
-from shared.catalog.archive import ArchiveError
+from shared.catalog.archive import ArchiveError, ArchiveLimits
 from shared.catalog.catalog import ModelCatalog, PublishOutcome
 from shared.catalog.keys import blob_key, staging_key
+from shared.catalog.publish import publish_folder
 from shared.catalog.records import ModelInfo, ModelSource
 
 PROPERTIES = {
@@ -105,3 +107,19 @@ def test_staging_past_the_limit_leaves_nothing(
         catalog.stage(io.BytesIO(b"x" * 3 * 2**20), 2**20, 60)
     assert caught.value.status == 413
     assert keys(redis_client) == set()
+
+
+def test_a_folder_is_published_in_one_call(catalog: ModelCatalog, model_dir: Path) -> None:
+    limits = ArchiveLimits(2**20, 16, 100.0)
+    found, outcome = publish_folder(
+        catalog, "trained", model_dir / "tiny", owner="alice", limits=limits, max_vocab=100
+    )
+    assert outcome is PublishOutcome.CREATED and catalog.uploaded("trained", "alice") == found
+    assert found.format == "ml5" and found.layers == (32,) and len(found.digest) == 64
+    with pytest.raises(ArchiveError) as caught:
+        publish_folder(
+            catalog, "trained", model_dir / "tiny2", owner="bob", limits=limits, max_vocab=100
+        )
+    assert caught.value.status == 409
+    with pytest.raises(ArchiveError, match="more than 10"):
+        publish_folder(catalog, "wide", model_dir / "tiny", owner="a", limits=limits, max_vocab=10)
