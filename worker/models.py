@@ -69,6 +69,11 @@ class WorkerModels:
             self._loaded[version] = model
         return model
 
+    def forget(self, digest: str) -> None:
+        """Drop a loaded upload from memory (its files stay in the disk cache)."""
+        with self._lock:
+            self._loaded.pop(digest, None)
+
     def publish_directory(self, names: list[str]) -> None:
         """Record the info of these model directory models in the catalog (API lookups)."""
         for name in names:

@@ -93,7 +93,7 @@ class Runtime:
         """Return the running loop of a model's current version, starting it (and loading the
         model) once; a replaced upload gets a loop of its own, the old one keeps its jobs."""
         version = self.models.version(model)
-        key = model if version == DIRECTORY_VERSION else f"{model}@{version}"
+        key = _loop_key(model, version)
         with self._lock:
             loop = self._loops.get(key)
             if loop is None or (not loop.alive() and not self._stopping.is_set()):
@@ -235,9 +235,24 @@ class Runtime:
                 log.warning("could not requeue the jobs of lost workers: %s", error)
             try:
                 self._expire_stale()
+                self._retire_old_versions()
             except redis.RedisError as error:
                 log.warning("could not expire stale jobs: %s", error)
             self._stopping.wait(period)
+
+    def _retire_old_versions(self) -> None:
+        """Stop the idle loops of uploads replaced or deleted since (a job handed to one
+        meanwhile goes back to the queue, for the current version)."""
+        with self._lock:
+            versioned = [(key, loop) for key, loop in self._loops.items() if "@" in key]
+        for key, loop in versioned:
+            if loop.size() or _loop_key(loop.name, self.models.version(loop.name)) == key:
+                continue
+            with self._lock:
+                self._loops.pop(key, None)
+            loop.stop()
+            self.models.forget(key.partition("@")[2])
+            log.info("batch loop of %s stopped: that version was replaced or deleted", key)
 
     def _heartbeat_ttl(self) -> float:
         return self.settings.worker_heartbeat_s * HEARTBEAT_MISSES
@@ -263,3 +278,8 @@ class Runtime:
                 job = self.store.get(job_id)
                 if job is not None:
                     self.lifecycle.finished(Ended.unrun(job))
+
+
+def _loop_key(model: str, version: str | None) -> str:
+    """Return the key of a model version's loop: its name, with an upload's digest."""
+    return model if version == DIRECTORY_VERSION else f"{model}@{version}"

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.conftest import BIN, ROOT, TINY_VOCAB, write_tiny_model
+from tests.conftest import BIN, ROOT, TINY_VOCAB, wait_for, write_tiny_model
 from tests.integration.conftest import (
     ApiHandle,
     StartApi,
@@ -245,7 +245,7 @@ def test_a_deleted_model_finishes_its_running_job_and_refuses_new_ones(
 
 
 def test_put_replaces_and_new_jobs_run_the_new_version(
-    alice: httpx.Client, shared_dir: Path, redis_client: redis.Redis
+    alice: httpx.Client, worker: WorkerHandle, shared_dir: Path, redis_client: redis.Redis
 ) -> None:
     darwin, dubois = shared_dir / "models" / "ml5_darwin", shared_dir / "models" / "ml5_dubois"
     created = upload(alice, "mine", zip_folder(darwin), method="put")
@@ -257,6 +257,8 @@ def test_put_replaces_and_new_jobs_run_the_new_version(
     assert replaced.json()["description"] == "v2"
     assert replaced.json()["digest"] != created.json()["digest"]
     assert generate(alice, "mine", "The ") == cli_greedy(dubois, "The ")
+    old = f"batch loop of mine@{created.json()['digest']} stopped"
+    wait_for(lambda: old in worker.log(), 30, "the old version's loop to stop")
     blobs = {str(k) for k in redis_client.scan_iter(match="lstmgen:blob:*")}
     digest = replaced.json()["digest"]
     assert blobs == {f"lstmgen:blob:{digest}", f"lstmgen:blob:{digest}:refs"}  # the old one went
