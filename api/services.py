@@ -47,7 +47,7 @@ class Services:
             store=store,
             celery=make_celery(settings),
             models=ModelRegistry(settings.model_dir),
-            catalog=ModelCatalog.from_url(settings.redis_url),
+            catalog=ModelCatalog.from_url(settings.redis_url, settings.redis_sentinel_master),
             job_request=job_request_model(settings),
             lifecycle=service_lifecycle(store, settings.base_url),
         )

@@ -39,7 +39,7 @@ settings = get_settings()
 logs.setup_logging(settings.log_format)
 registry = ModelRegistry(settings.model_dir)
 served = list(settings.worker_models) or list(registry.names())
-catalog = ModelCatalog.from_url(settings.redis_url)
+catalog = ModelCatalog.from_url(settings.redis_url, settings.redis_sentinel_master)
 limits = ArchiveLimits.from_settings(settings)
 models = WorkerModels(registry, catalog, settings.model_cache_dir, limits)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -16,9 +17,11 @@ from shared.catalog.archive import ArchiveError
 from shared.catalog.keys import INDEX_KEY, blob_key, model_key, reply_key, staging_key
 from shared.catalog.records import SHARED_OWNER, ModelInfo, ModelSource
 from shared.jobs.scripts import load_scripts
+from shared.redis_connection import connect
 
 LUA = Path(__file__).parent / "lua"
 CHUNK_BYTES = 2**20  # archives move to and from Redis in pieces this large
+BLOCK_S = 5.0  # the longest one blocking read of a verdict (the socket timeout is longer)
 
 
 class PublishOutcome(StrEnum):
@@ -52,12 +55,11 @@ class ModelCatalog:
         self._scripts = load_scripts(client, LUA)
 
     @classmethod
-    def from_url(cls, url: str) -> ModelCatalog:
-        """Connect to the Redis at `url`."""
-        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 30.0}
+    def from_url(cls, url: str, sentinel_master: str = "") -> ModelCatalog:
+        """Connect to the Redis at `url` (a Sentinel URL: the primary named `sentinel_master`)."""
         return cls(
-            redis.Redis.from_url(url, decode_responses=True, **options),
-            redis.Redis.from_url(url, **options),
+            connect(url, sentinel_master),
+            connect(url, sentinel_master, decode_responses=False),
         )
 
     def get(self, name: str) -> ModelInfo | None:
@@ -133,11 +135,14 @@ class ModelCatalog:
 
     def await_answer(self, token: str, timeout_s: float) -> dict[str, Any] | None:
         """Wait up to `timeout_s` for the check of a staged archive; None if none came."""
-        reply: Any = self.client.blpop([reply_key(token)], timeout=timeout_s)
-        if reply is None:
-            return None
-        verdict: dict[str, Any] = json.loads(reply[1])
-        return verdict
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            # In short waits: a blocking call must end well within the socket's timeout.
+            reply: Any = self.client.blpop([reply_key(token)], timeout=min(left, BLOCK_S))
+            if reply is not None:
+                verdict: dict[str, Any] = json.loads(reply[1])
+                return verdict
+        return None
 
     def publish(self, info: ModelInfo, staged: Staged, *, replace: bool) -> PublishOutcome:
         """Make a checked upload a model under `info.name` (the staged archive becomes its

@@ -123,3 +123,12 @@ def test_a_folder_is_published_in_one_call(catalog: ModelCatalog, model_dir: Pat
     assert caught.value.status == 409
     with pytest.raises(ArchiveError, match="more than 10"):
         publish_folder(catalog, "wide", model_dir / "tiny", owner="a", limits=limits, max_vocab=10)
+
+
+def test_a_verdict_is_awaited_until_it_comes_or_the_time_is_up(
+    catalog: ModelCatalog, redis_client: redis.Redis
+) -> None:
+    assert catalog.await_answer("nobody", 0.2) is None
+    catalog.answer("t", {"ok": False, "error": "bad"}, 60)
+    assert catalog.await_answer("t", 5) == {"ok": False, "error": "bad"}
+    assert keys(redis_client) == set()  # the answer is taken, its list gone
