@@ -150,7 +150,19 @@ def receive(
         raise _taken(upload.name, "the name is in use")
     if outcome is PublishOutcome.EXPIRED:
         raise _unavailable("the upload expired before it could be published; send it again")
+    _confirm_replicated(services, info.name)
     return info, outcome is PublishOutcome.CREATED
+
+
+def _confirm_replicated(services: Services, name: str) -> None:
+    """Answer only once `redis_min_replicas` replicas hold the model (as for a job)."""
+    settings = services.settings
+    wanted = settings.redis_min_replicas
+    if wanted and services.store.replicated(wanted, settings.redis_replica_timeout_s) < wanted:
+        raise _unavailable(
+            f"model {name!r} is stored, but fewer than {wanted} replicas confirmed it in time; "
+            "PUT it again to be sure it survives a failover"
+        )
 
 
 def _check_name(services: Services, owner: str, name: str, *, replace: bool) -> None:

@@ -429,3 +429,12 @@ def test_schemathesis_finds_no_server_error_on_the_model_operations(
     print(output)
     assert run.returncode == 0, f"{output[-8000:]}\nAPI log:\n{stack.log()[-4000:]}"
     assert " passed" in output, output[-4000:]
+
+
+def test_an_upload_no_replica_confirms_is_503_as_a_job_would_be(
+    start_api: StartApi, worker: WorkerHandle, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    api = start_api(api_keys=KEYS, redis_min_replicas=1, redis_replica_timeout_s=0.2)
+    folder = write_tiny_model(tmp_path / "tiny")
+    problem = check_problem(upload(api.client("key-alice"), "unconfirmed", zip_folder(folder)), 503)
+    assert "replicas" in problem["detail"]
