@@ -7,6 +7,7 @@ const KEY_STORAGE = "lstmgen.apiKey";
 const MODEL_STORAGE = "lstmgen.model";
 const FINAL = new Set(["succeeded", "failed", "canceled", "timed_out", "expired"]);
 const FIELDS = ["model", "seed", "temperature", "length", "n", "top_k", "top_p", "random_seed", "stop"];
+const UPLOAD_FIELDS = ["name", "file", "vocab", "description"]; // inputs `upload-<field>`
 const MAX_STREAM_RETRIES = 6;
 const PREDICT_DELAY_MS = 150; // typing pause before the next-character chart is asked for
 const PREDICT_TOP = 20; // bars in the chart
@@ -136,7 +137,7 @@ function showError(error) {
     item.textContent = field ? `${name}: ${message || "invalid value"}` : message;
     list.append(item);
     const base = field.replace(/\[.*$/, ""); // "stop[2]" marks the stop sequences box
-    const input = FIELDS.includes(base) ? $(base) : null;
+    const input = FIELDS.includes(base) ? $(base) : UPLOAD_FIELDS.includes(base) ? $(`upload-${base}`) : null;
     if (input) input.classList.add("invalid");
   }
   $("error").hidden = false;
@@ -146,6 +147,7 @@ function clearError() {
   $("error").hidden = true;
   $("error-fields").replaceChildren();
   for (const field of FIELDS) $(field).classList.remove("invalid");
+  for (const field of UPLOAD_FIELDS) $(`upload-${field}`).classList.remove("invalid");
 }
 
 // ---------------------------------------------------------------- models
@@ -767,6 +769,46 @@ async function openJob(jobId) {
 
 // ---------------------------------------------------------------- start
 
+// ---------------------------------------------------------------- uploads
+
+// POST /v1/models adds a model (409 if the name is taken); PUT replaces the caller's own.
+async function upload(event) {
+  event.preventDefault();
+  clearError();
+  const name = $("upload-name").value.trim();
+  const form = new FormData();
+  form.append("name", name);
+  const file = $("upload-file").files[0];
+  if (file) form.append("file", file);
+  const vocab = $("upload-vocab").files[0];
+  if (vocab) form.append("vocab", vocab);
+  const description = $("upload-description").value.trim();
+  if (description) form.append("description", description);
+  const replace = $("upload-replace").checked;
+  const path = replace ? `v1/models/${encodeURIComponent(name)}` : "v1/models";
+  $("upload").disabled = true;
+  $("upload-state").textContent = "uploading and checking…";
+  try {
+    let response;
+    try {
+      response = await fetch(path, { method: replace ? "PUT" : "POST", headers: headers(), body: form, cache: "no-store" });
+    } catch {
+      throw new ApiError(0, { title: "Cannot reach the server" });
+    }
+    if (!response.ok) throw await problemFrom(response);
+    const model = await response.json();
+    localStorage.setItem(MODEL_STORAGE, model.name);
+    $("model").value = model.name;
+    await loadModels();
+    $("upload-state").textContent = `${model.name}: ready to generate`;
+  } catch (error) {
+    $("upload-state").textContent = "";
+    showError(error);
+  } finally {
+    $("upload").disabled = false;
+  }
+}
+
 function saveKey(event) {
   event.preventDefault();
   const key = $("api-key").value.trim();
@@ -782,6 +824,10 @@ function start() {
   $("api-key").value = apiKey();
   $("key-form").addEventListener("submit", saveKey);
   $("generate-form").addEventListener("submit", generate);
+  $("upload-form").addEventListener("submit", upload);
+  for (const field of UPLOAD_FIELDS) {
+    $(`upload-${field}`).addEventListener("input", () => $(`upload-${field}`).classList.remove("invalid"));
+  }
   $("cancel").addEventListener("click", cancel);
   $("copy-output").addEventListener("click", () => copyText(wholeOutput(), $("copy-state")));
   $("download-output").addEventListener("click", () => {
