@@ -1,24 +1,30 @@
-"""Measure the engine: chars/s per model and stream count, against Keras and the GEMM bound.
+"""Measure the engine: chars/s per model and stream count, against plain numpy and the bound.
 
 Run from the repository root: `.venv/bin/python bench/engine.py [--quick]`. It reads the
 reference models in ../shared/models in place.
 
-- chars/s: characters generated per second by one Batch holding N streams (ml5_darwin,
+- engine: characters generated per second by one Batch holding N streams (ml5_darwin,
   ml5_bolano: stateful, one step per character; jessvb_nietzsche: window model run exactly
   as the original, 40 LSTM steps from zero state per character).
-- Keras loop: the Keras example's own algorithm on jessvb_nietzsche rebuilt as a Keras model
-  from the loaded weights: one-hot window, `model.predict` per character.
+- numpy: the plain numpy loop of bench/baseline.py on the same model and streams, run in
+  the same process, interleaved with the engine round by round (7 rounds each), so both see
+  the same machine; the ratio is the median of the rounds' ratios.
 - Compute bound: the machine's float32 GEMM rate on the engine's threads, measured in this
   run, divided by the matrix FLOPs one character needs (bench/compute.py).
+- Keras loop: the Keras example's own algorithm on jessvb_nietzsche rebuilt as a Keras model
+  from the loaded weights: one-hot window, `model.predict` per character.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.baseline import NumpyLoop  # noqa: E402
 from bench.compute import GEMM_SIZE, Steal, flops_per_char, gemm_rate  # noqa: E402
 from shared.engine import kernels  # noqa: E402
 from shared.engine.batch import Batch  # noqa: E402
@@ -35,7 +42,8 @@ from shared.engine.model import LSTMModel  # noqa: E402
 from shared.engine.sampling import SamplingParams  # noqa: E402
 
 MODELS = ("ml5_darwin", "ml5_bolano", "jessvb_nietzsche")
-STREAMS = (1, 16, 64, 256)
+STREAMS = (1, 4, 16, 64, 256)
+ROUNDS = 7
 
 
 def shared_models() -> Path:
@@ -46,29 +54,52 @@ def shared_models() -> Path:
     return folder
 
 
-def chars_per_second(model: LSTMModel, streams: int, seconds: float, segments: int = 4) -> float:
-    """Run one batch of N streams for about `seconds`; return the best segment's chars/s.
-
-    The best of a few segments, like the GEMM rate, so a burst of other work on the machine
-    does not decide the figure.
-    """
+def engine_batch(model: LSTMModel, streams: int) -> Batch:
+    """Return a batch of N streams that will not finish during the benchmark."""
     batch = Batch(model, capacity=streams)
     seed = model.encode("The sun rose over the hills and the ", unknown="drop")
     params = SamplingParams(length=10**9, temperature=0.8)
     for stream in range(streams):
         batch.add(stream, seed, params, random_seed=1, stream=stream)
-    batch.step()  # warm up (compiled kernels, buffers)
-    best = 0.0
-    for _ in range(segments):
-        steps, start = 0, time.perf_counter()
-        while True:
-            batch.step()
-            steps += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds / segments and steps >= 2:
-                break
-        best = max(best, streams * steps / elapsed)
-    return best
+    return batch
+
+
+def rate(step: Callable[[], object], streams: int, seconds: float) -> float:
+    """Call step() for about `seconds` (at least twice); return chars/s."""
+    steps, start = 0, time.perf_counter()
+    while True:
+        step()
+        steps += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and steps >= 2:
+            return streams * steps / elapsed
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Engine and numpy chars/s over interleaved rounds: medians, and the median ratio."""
+
+    engine: float
+    numpy: float
+    ratio: float
+
+
+def paired(model: LSTMModel, streams: int, seconds: float) -> Paired:
+    """Time the engine and the numpy loop in alternating rounds of `seconds` each."""
+    batch, loop = engine_batch(model, streams), NumpyLoop(model, streams)
+    batch.step()  # warm up (compiled kernels, buffers, BLAS threads)
+    loop.step()
+    engine, baseline = [], []
+    for round_ in range(ROUNDS):
+        # Alternate which goes first, so neither always runs in the other's wake.
+        if round_ % 2:
+            baseline.append(rate(loop.step, streams, seconds))
+            engine.append(rate(batch.step, streams, seconds))
+        else:
+            engine.append(rate(batch.step, streams, seconds))
+            baseline.append(rate(loop.step, streams, seconds))
+    ratios = [e / b for e, b in zip(engine, baseline, strict=True)]
+    return Paired(statistics.median(engine), statistics.median(baseline), statistics.median(ratios))
 
 
 def keras_window_model(model: LSTMModel) -> Any:
@@ -138,9 +169,11 @@ def main() -> None:
     """Run the benchmark and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier figures)")
+    parser.add_argument("--models", nargs="+", default=MODELS, help="models to measure")
+    parser.add_argument("--streams", nargs="+", type=int, default=STREAMS, help="batch sizes")
+    parser.add_argument("--no-keras", action="store_true", help="skip the Keras example loop")
     args = parser.parse_args()
-    seconds = 0.5 if args.quick else 2.0
-    keras_chars = 8 if args.quick else 30
+    seconds = 0.1 if args.quick else 0.3
     folder = shared_models()
     steal = Steal()
     print(
@@ -148,46 +181,45 @@ def main() -> None:
         f"load average: {os.getloadavg()[0]:.1f} (other work on the machine lowers figures)"
     )
     threads = kernels.thread_count()
-    rate = gemm_rate(threads, 1.0 if args.quick else 3.0)
-    header = f"{'model':<18} {'FLOP/char':>10} {'bound c/s':>10} " + " ".join(
-        f"{f'{s} str':>10}" for s in STREAMS
-    )
-    results: dict[str, dict[int, float]] = {}
-    models = {name: load_model(folder / name) for name in MODELS}
-    for name, model in models.items():
-        results[name] = {s: chars_per_second(model, s, seconds) for s in STREAMS}
-    rate = max(rate, gemm_rate(threads, 1.0 if args.quick else 3.0))  # before and after
+    gemm = gemm_rate(threads, 1.0 if args.quick else 3.0)
+    models = {name: load_model(folder / name) for name in args.models}
+    results = {
+        name: {s: paired(model, s, seconds) for s in args.streams} for name, model in models.items()
+    }
+    gemm = max(gemm, gemm_rate(threads, 1.0 if args.quick else 3.0))  # before and after
     print(
         f"float32 GEMM rate, numpy matmul {GEMM_SIZE}^3 on {threads} threads, best in this run: "
-        f"{rate / 1e9:.1f} GFLOP/s"
+        f"{gemm / 1e9:.1f} GFLOP/s"
     )
+    print(f"engine vs numpy (bench/baseline.py): {ROUNDS} interleaved rounds of {seconds} s each")
     print()
-    print(header)
+    print(
+        f"{'model':<18} {'FLOP/char':>10} {'bound c/s':>10} {'streams':>8} "
+        f"{'engine c/s':>11} {'numpy c/s':>10} {'ratio':>6} {'of bound':>9}"
+    )
     for name, model in models.items():
         flops = flops_per_char(model)
-        figures = " ".join(f"{results[name][s]:>10.0f}" for s in STREAMS)
-        print(f"{name:<18} {flops / 1e6:>9.2f}M {rate / flops:>10.0f} {figures}")
-    print()
-    window = models["jessvb_nietzsche"]
-    keras_rate, keras_text = keras_loop(window, keras_chars)
-    same = engine_greedy(window, keras_chars) == keras_text
-    print(f"Keras example loop on jessvb_nietzsche (predict per char): {keras_rate:.1f} chars/s")
-    print(f"  greedy text identical to the engine's: {same}")
-    one, best = results["jessvb_nietzsche"][1], max(results["jessvb_nietzsche"].values())
-    print(
-        f"window model vs Keras loop: 1 stream {one / keras_rate:.0f}x, "
-        f"best ({best:.0f} chars/s) {best / keras_rate:.0f}x  (floor 50x)"
-    )
-    bolano = models["ml5_bolano"]
-    bound = rate / flops_per_char(bolano)
-    achieved = results["ml5_bolano"][256]
-    print(
-        f"ml5_bolano 256 streams vs compute bound: {achieved:.0f} / {bound:.0f} chars/s = "
-        f"{100 * achieved / bound:.0f}%  (floor 40%)"
-    )
+        bound = gemm / flops
+        for streams, row in results[name].items():
+            print(
+                f"{name:<18} {flops / 1e6:>9.2f}M {bound:>10.0f} {streams:>8} "
+                f"{row.engine:>11.0f} {row.numpy:>10.0f} {row.ratio:>6.2f} "
+                f"{row.engine / bound:>9.0%}"
+            )
+    if "jessvb_nietzsche" in models and not args.no_keras:
+        print()
+        window = models["jessvb_nietzsche"]
+        keras_chars = 8 if args.quick else 30
+        keras_rate, keras_text = keras_loop(window, keras_chars)
+        same = engine_greedy(window, keras_chars) == keras_text
+        print(f"Keras example loop on jessvb_nietzsche (predict per char): {keras_rate:.1f} c/s")
+        print(f"  greedy text identical to the engine's: {same}")
+        one = results["jessvb_nietzsche"][min(results["jessvb_nietzsche"])].engine
+        print(f"window model vs Keras loop: fewest streams {one / keras_rate:.0f}x  (floor 50x)")
     stolen = steal.share()
     if stolen is not None:
         print(f"CPU time stolen by the hypervisor during the run: {stolen:.1%}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
