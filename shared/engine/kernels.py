@@ -5,11 +5,12 @@ position in it (OpenBLAS rounds the same row differently at different positions)
 sequence would come out differently alone and in a batch. These kernels sum every dot product
 in one fixed order (start value, then acc = acc + x * w for k = 0, 1, ...), so a row's bits
 never depend on its neighbours, on the batch size or on the thread count. Every product goes
-through one of two generated tiles (4 rows, or 1 row), which both fuse each multiply-add
-where the CPU has FMA.
+through one of a few generated tiles (4 rows or 1 row, wide or 16 columns), which all fuse
+each multiply-add where the CPU has FMA.
 
 Speed comes from the layout rather than from BLAS: weights are packed once into panels of 16
-columns read in order, the products run in register tiles of 4 rows x 16 columns, the cell
+columns read in order, the products run in register tiles of 4 rows x 64 columns (1 row x
+128 for a single row: enough independent accumulators to hide the FMA latency), the cell
 uses a vectorisable exp, and threads split the batch into row groups that each run the whole
 step (one fork-join per step). The engine calls forward() once per step. The threads are
 OpenMP's, which do not survive fork(): run the kernels in the process that imported them.
@@ -84,40 +85,52 @@ def pack(w: npt.NDArray[Any]) -> Array:
     return np.ascontiguousarray(panels, dtype=np.float32)
 
 
-def _tile_source(rows: int) -> str:
-    """Write out[r0 + i, c0:c0+16] += x[r0 + i, k0:k1] @ w[k0:k1, c0:c0+16] for i < rows.
+def _tile_source(rows: int, panels: int) -> str:
+    """Write out[r0 + i, c0:c0+16p] += x[r0 + i, k0:k1] @ w[k0:k1, c0:c0+16p] for i < rows.
 
     Straight-line code with one named accumulator per output, so each output is summed as
     acc = acc + x * w for k = k0, k0 + 1, ... in that order whatever vector shape LLVM picks.
-    Arrays are flat (w packed in panels) and indices unsigned, sparing negative-index checks.
+    Arrays are flat (w packed in panels of 16 columns, `panels` of them side by side) and
+    indices unsigned, sparing negative-index checks.
     """
-    cols = range(TILE_COLS)
-    lines = [f"def _tile_{rows}(x, width, w, n_cols, out, r0, c0, k0, k1):"]
+    cols = range(TILE_COLS * panels)
+    lines = [f"def _tile_{rows}x{panels}(x, width, w, n_cols, out, r0, c0, k0, k1):"]
     for i in range(rows):
         lines.append(f"    o{i} = (r0 + _U({i})) * n_cols + c0")
         lines.append(f"    x{i} = (r0 + _U({i})) * width")
         lines += [f"    a{i}_{j} = out[o{i} + _U({j})]" for j in cols]
+    lines.append("    panel = _U(16) * width")  # elements from one panel to the next
     lines += ["    wk = (c0 * width) + k0 * _U(16)", "    for k in range(k0, k1):"]
     lines += [f"        b{i} = x[x{i} + k]" for i in range(rows)]
-    lines += [f"        w{j} = w[wk + _U({j})]" for j in cols]
+    lines += [
+        f"        w{j} = w[wk + _U({j // TILE_COLS}) * panel + _U({j % TILE_COLS})]" for j in cols
+    ]
     lines += [f"        a{i}_{j} = a{i}_{j} + b{i} * w{j}" for j in cols for i in range(rows)]
     lines.append("        wk += _U(16)")
     lines += [f"    out[o{i} + _U({j})] = a{i}_{j}" for i in range(rows) for j in cols]
     return "\n".join(lines)
 
 
-def _compile_tile(rows: int) -> Any:
+def _compile_tile(rows: int, panels: int) -> Any:
     # Defined in this module, under this file's name, so numba can cache it like the others.
-    exec(compile(_tile_source(rows), __file__, "exec"), globals())
+    exec(compile(_tile_source(rows, panels), __file__, "exec"), globals())
     # "contract" lets each acc + x * w become one fused multiply-add: a fifth faster, and the
-    # same rounding in both tiles, since each product feeds exactly one add in both.
+    # same rounding in every tile, since each product feeds exactly one add in all of them.
     fused = njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-    return fused(globals()[f"_tile_{rows}"])
+    return fused(globals()[f"_tile_{rows}x{panels}"])
 
 
 _U = np.uint64
-_tile_rows = _compile_tile(_ROWS)
-_tile_row = _compile_tile(1)
+# A vector FMA takes about 4 cycles and two can start per cycle, so a tile needs some eight
+# independent accumulator vectors (16 floats each) to keep the units busy: 4 rows x 64
+# columns (16 vectors) for batches, 1 row x 128 columns (8) for a single row. The narrow
+# tiles cover the columns left over; every tile sums each output in the same order.
+_WIDE_PANELS = 4
+_ROW_PANELS = 8
+_tile_rows = _compile_tile(_ROWS, _WIDE_PANELS)
+_tile_rows_narrow = _compile_tile(_ROWS, 1)
+_tile_row = _compile_tile(1, _ROW_PANELS)
+_tile_row_narrow = _compile_tile(1, 1)
 
 
 @intrinsic
@@ -175,18 +188,30 @@ def _add_products(x, w, out, r0, rows, c0, c1):  # type: ignore[no-untyped-def]
     xf = x.reshape(x.size)
     wf = w.reshape(w.size)
     of = out.reshape(out.size)
+    wide = TILE_COLS * _WIDE_PANELS
+    row_wide = TILE_COLS * _ROW_PANELS
     for k0 in range(0, x.shape[1], _DEPTH):
+        k = np.uint64(k0)
         k1 = np.uint64(min(k0 + _DEPTH, x.shape[1]))
-        for c in range(c0, c1, TILE_COLS):
-            if rows == _ROWS:
-                _tile_rows(
-                    xf, width, wf, n_cols, of, np.uint64(r0), np.uint64(c), np.uint64(k0), k1
-                )
-            else:
-                for r in range(r0, r0 + rows):
-                    _tile_row(
-                        xf, width, wf, n_cols, of, np.uint64(r), np.uint64(c), np.uint64(k0), k1
-                    )
+        if rows == _ROWS:
+            r = np.uint64(r0)
+            c = c0
+            while c + wide <= c1:
+                _tile_rows(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
+                c += wide
+            while c < c1:
+                _tile_rows_narrow(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
+                c += TILE_COLS
+        else:
+            for row in range(r0, r0 + rows):
+                r = np.uint64(row)
+                c = c0
+                while c + row_wide <= c1:
+                    _tile_row(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
+                    c += row_wide
+                while c < c1:
+                    _tile_row_narrow(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
+                    c += TILE_COLS
 
 
 @njit(inline="always", error_model="numpy")
