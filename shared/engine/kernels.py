@@ -256,15 +256,82 @@ def _cell(z, c, h, kind):  # type: ignore[no-untyped-def]
         h[j] = o * _tanh(c[j])
 
 
+_BLOCK_ROWS = 256  # rows (steps x n) of an upper layer's input product computed together
+
+
+def block_size(steps: int, rows: int) -> int:
+    """Return the rows of gates an upper layer precomputes for `steps` steps of up to `rows`
+    rows at a time (the size of its scratch buffer; 0 for a single step)."""
+    return 0 if steps <= 1 else min(steps * rows, max(rows, _BLOCK_ROWS))
+
+
+@njit(inline="always", error_model="numpy")
+def _cell_of_kind(z, c, h, kind):  # type: ignore[no-untyped-def]
+    # One loop per activation: a test of `kind` inside the loop would make the vectorised
+    # loop compute every activation and select one.
+    if kind == SIGMOID:
+        _cell(z, c, h, SIGMOID)
+    elif kind == HARD_SIGMOID:
+        _cell(z, c, h, HARD_SIGMOID)
+    else:
+        _cell(z, c, h, HARD_SIGMOID_K3)
+
+
+@njit(inline="always", error_model="numpy")
+def _layer_in_blocks(  # type: ignore[no-untyped-def]
+    table, xs, wx, h, wh, c, seq, pre, no_input, no_hw, zero_ids, starts, kind
+):  # fmt: skip
+    """Run one upper layer over all steps, its input product a block of steps at a time.
+
+    The input product of steps t0..t1 (h of the layer below, all known already) is one
+    product of (t1 - t0) x n rows, run by the batch tiles instead of n rows per step; the
+    recurrent product is then added per step into the same buffer. Each output still starts
+    at the bias and adds x * w, then h * w, term by term in k order: the bits of the
+    step-by-step pass.
+    """
+    steps, n, width = xs.shape[0], xs.shape[1], table.shape[1]
+    block = max(1, _BLOCK_ROWS // n)
+    flat_ids = zero_ids.reshape(zero_ids.size)
+    col_tiles = (width + _COLS - 1) // _COLS
+    for t0 in range(0, steps, block):
+        t1 = min(steps, t0 + block)
+        count = (t1 - t0) * n
+        x = xs[t0:t1].reshape((count, xs.shape[2]))
+        zb = pre[: count * width].reshape((count, width))
+        no_h = no_input.reshape((count, 0))
+        row_tiles = (count + _ROWS - 1) // _ROWS
+        for tile in range(row_tiles * col_tiles):
+            _tile(table, flat_ids[:count], x, wx, no_h, no_hw, zb, tile, row_tiles)
+        row_tiles = (n + _ROWS - 1) // _ROWS
+        for t in range(t0, t1):
+            z = zb[(t - t0) * n : (t - t0 + 1) * n]
+            for tile in range(row_tiles * col_tiles):
+                r = (tile % row_tiles) * _ROWS
+                c0 = (tile // row_tiles) * _COLS
+                rows = min(_ROWS, n - r)
+                _add_products(h, wh, z, r, rows, c0, min(c0 + _COLS, width))
+            for r in range(n):
+                if t >= starts[r]:
+                    _cell_of_kind(z[r], c[r], h[r], kind)
+                seq[t, r] = h[r]
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _forward_rows(  # type: ignore[no-untyped-def]
     r0, r1, tables, ids, wx, wh, hs, cs, starts, zs, seqs, no_input, zero_ids, kind,
-    out_table, out_w, no_h, no_hw, logits,
+    out_table, out_w, no_h, no_hw, logits, pres, no_hws,
 ):  # fmt: skip
     """Run the forward pass (see _forward) for rows r0:r1 alone."""
     steps = ids.shape[0]
+    whole = r0 == 0 and r1 == ids.shape[1]
     for layer in range(len(tables)):
         h, c, z = hs[layer][r0:r1], cs[layer][r0:r1], zs[layer][r0:r1]
+        if layer > 0 and steps > 1 and whole:
+            _layer_in_blocks(
+                tables[layer], seqs[layer - 1], wx[layer], h, wh[layer], c, seqs[layer],
+                pres[layer], no_input, no_hws[layer], zero_ids, starts, kind,
+            )  # fmt: skip
+            continue
         layer_ids = ids if layer == 0 else zero_ids
         xs = no_input if layer == 0 else seqs[layer - 1]
         col_tiles = (z.shape[1] + _COLS - 1) // _COLS
@@ -277,14 +344,7 @@ def _forward_rows(  # type: ignore[no-untyped-def]
             seq = seqs[layer][t][r0:r1]
             for r in range(r1 - r0):
                 if t >= starts[r0 + r]:
-                    # One loop per activation: a test of `kind` inside the loop would make
-                    # the vectorised loop compute every activation and select one.
-                    if kind == SIGMOID:
-                        _cell(z[r], c[r], h[r], SIGMOID)
-                    elif kind == HARD_SIGMOID:
-                        _cell(z[r], c[r], h[r], HARD_SIGMOID)
-                    else:
-                        _cell(z[r], c[r], h[r], HARD_SIGMOID_K3)
+                    _cell_of_kind(z[r], c[r], h[r], kind)
                 seq[r] = h[r]
     top = hs[len(hs) - 1][r0:r1]
     out = logits[r0:r1]
@@ -296,7 +356,7 @@ def _forward_rows(  # type: ignore[no-untyped-def]
 
 def _forward(  # type: ignore[no-untyped-def]
     tables, ids, wx, wh, hs, cs, starts, zs, seqs, no_input, zero_ids, kind,
-    out_table, out_w, no_h, no_hw, logits, chunks,
+    out_table, out_w, no_h, no_hw, logits, pres, no_hws, chunks,
 ):  # fmt: skip
     """Run every LSTM layer over T steps for n rows, then the output layer on the last h.
 
@@ -306,8 +366,11 @@ def _forward(  # type: ignore[no-untyped-def]
     updated in place; zs[l] [n, 4H]: scratch; seqs[l] [T, n, H]: h after every step, the
     input of the next layer (the first layer's input is no_input, [T, n, 0]). starts [n]:
     a row's first step (earlier steps leave its state alone). logits [n, V] = out_table +
-    h_last @ out_w (no_h, no_hw: the empty recurrent part of that product). Rows are split
-    into `chunks` groups that each thread runs through the whole pass, with no barrier.
+    h_last @ out_w (no_h, no_hw: the empty recurrent part of that product). pres[l]: flat
+    scratch for block_size(T, n) rows of an upper layer's gates when one thread runs all
+    rows over several steps (a long seed), no_hws[l]: empty weights [4H / 16, 0, 16] for
+    that input product's missing recurrent part. Rows are split into `chunks` groups that
+    each thread runs through the whole pass, with no barrier.
     """
     n = ids.shape[1]
     size = ((n + chunks - 1) // chunks + _ROWS - 1) // _ROWS * _ROWS
@@ -317,7 +380,7 @@ def _forward(  # type: ignore[no-untyped-def]
         if r0 < r1:
             _forward_rows(
                 r0, r1, tables, ids, wx, wh, hs, cs, starts, zs, seqs, no_input, zero_ids,
-                kind, out_table, out_w, no_h, no_hw, logits,
+                kind, out_table, out_w, no_h, no_hw, logits, pres, no_hws,
             )  # fmt: skip
 
 

@@ -56,6 +56,7 @@ class Network:
         self.out_w = kernels.pack(_pad(model.output_kernel))
         self.out_width = self.out_table.shape[1]
         self.no_h = kernels.pack(np.zeros((0, self.out_width), np.float32))
+        self.no_hws = [kernels.pack(np.zeros((0, width), np.float32)) for width in self.gate_width]
 
     def arguments(
         self, ids: I64, starts: I64, hs: list[F32], cs: list[F32], scratch: Scratch
@@ -87,7 +88,7 @@ class Network:
         args = (
             tuple(self.tables), ids, tuple(self.wx), tuple(self.wh), tuple(hs), tuple(cs),
             starts, zs, seqs, no_input, zero_ids, self.kind, self.out_table, self.out_w,
-            no_h, self.no_h, logits,
+            no_h, self.no_h, logits, tuple(scratch.pres), tuple(self.no_hws),
         )  # fmt: skip
         return Forward(args, n, logits[:, : self.model.vocab_size])
 
@@ -121,6 +122,9 @@ class Scratch:
         size = steps * rows
         self.sequences = [np.empty(size * u, np.float32) for u in net.units]
         self.gates = [np.empty(rows * width, np.float32) for width in net.gate_width]
+        # Upper layers' gates for several steps at once (a long seed): see kernels._forward.
+        block = kernels.block_size(steps, rows)
+        self.pres = [np.empty(block * width, np.float32) for width in net.gate_width]
         self.logits = np.empty(rows * net.out_width, np.float32)
         self.zero_ids = np.zeros(max(size, rows), np.int64)
         self.no_input = np.zeros(0, np.float32)

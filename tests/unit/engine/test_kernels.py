@@ -82,3 +82,16 @@ def test_bad_shapes_are_refused_before_touching_memory() -> None:
                       Scratch(net, 1, 2))  # fmt: skip
     with pytest.raises(ValueError, match="multiple of 16"):
         kernels.pack(np.zeros((3, 10), np.float32))
+
+
+def test_a_long_pass_equals_one_step_at_a_time() -> None:
+    # Upper layers compute their input product for blocks of steps in a long pass.
+    net = Network(_model([36, 20, 12], 9, 5))
+    ids = np.random.default_rng(2).integers(0, 9, (300, 3))
+    hs = [np.zeros((3, u), np.float32) for u in net.units]
+    cs = [np.zeros((3, u), np.float32) for u in net.units]
+    scratch = Scratch(net, 1, 3)
+    for t in range(ids.shape[0]):
+        bundle = net.arguments(ids[t : t + 1], np.zeros(3, np.int64), hs, cs, scratch)
+        kernels.forward(*bundle.args, rows=3, parallel=False)
+    assert np.array_equal(_logits(net, ids, parallel=False), bundle.logits)
