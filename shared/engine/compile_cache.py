@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numba
 
@@ -62,24 +63,28 @@ def warm() -> float:
 
     started = time.monotonic()
     rng = np.random.default_rng(0)
+
+    def weights(*shape: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        return rng.normal(size=shape).astype(np.float32)
+
     vocab = tuple("abcdefgh")
     for depth in range(1, MAX_WARM_LAYERS + 1):
         for embedded in (False, True):
             width = 4 if embedded else len(vocab)
             layers = []
             for _ in range(depth):
-                layers.append(LSTMLayer(rng.normal(size=(width + 16, 64)), np.zeros(64)))
+                layers.append(LSTMLayer(weights(width + 16, 64), weights(64)))
                 width = 16
             model = LSTMModel(
                 name="warm",
                 format="ml5",
                 source=ENGINE,
                 vocab=vocab,
-                embedding=rng.normal(size=(len(vocab), 4)) if embedded else None,
+                embedding=weights(len(vocab), 4) if embedded else None,
                 layers=tuple(layers),
                 recurrent_activation="sigmoid",
-                output_kernel=rng.normal(size=(16, len(vocab))),
-                output_bias=np.zeros(len(vocab)),
+                output_kernel=weights(16, len(vocab)),
+                output_bias=weights(len(vocab)),
             )
             predict(model, "ab", temperature=0.5, unknown="error")
             for rows in (1, 16):
