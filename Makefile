@@ -54,6 +54,8 @@ bench: $(DEV_STAMP)  ## Run every benchmark (minutes).
 	PYTHONPATH=. $(PY) bench/batching.py
 	PYTHONPATH=. $(PY) bench/service.py
 	PYTHONPATH=. $(PY) bench/load.py
+	PYTHONPATH=. $(PY) bench/footprint.py
+	PYTHONPATH=. $(PY) bench/end_to_end.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
