@@ -26,6 +26,14 @@ def answer(model: LSTMModel, body: dict[str, Any]) -> dict[str, Any]:
     return {"probabilities": [[p.char, p.probability] for p in ranked]}
 
 
+def _answer_for(model_of: Callable[[str], LSTMModel], name: str, body: dict[str, Any]) -> Any:
+    try:
+        return answer(model_of(name), body)
+    except Exception as error:  # a model that cannot be loaded must not stop the answers
+        log.exception("prediction for model %s failed", name)
+        return {"error": f"model {name!r} could not be loaded: {error}", "unavailable": True}
+
+
 def serve(
     client: redis.Redis,
     models: list[str],
@@ -35,7 +43,7 @@ def serve(
     """Answer prediction requests for `models` until `stopping` is set."""
     while not stopping.is_set():
         try:
-            predictions.serve_one(client, models, lambda m, b: answer(model_of(m), b), POLL_S)
+            predictions.serve_one(client, models, lambda m, b: _answer_for(model_of, m, b), POLL_S)
         except redis.RedisError as error:
             log.warning("could not answer predictions: %s", error)
             stopping.wait(POLL_S)
