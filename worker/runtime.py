@@ -76,7 +76,7 @@ class Runtime:
         self._heartbeat.start()
         threading.Thread(
             target=predictions.serve,
-            args=(self.store.client, models, self.models.get, self._stopping),
+            args=(self.store.client, models, self.models.registry.get, self._stopping),
             name="predictions",
             daemon=True,
         ).start()
