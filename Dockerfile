@@ -11,4 +11,6 @@ COPY shared shared
 COPY training training
 COPY models models
 RUN pip install --no-deps .
+# Compile the engine's kernels now, into a cache the workers (user nobody) read and extend.
+RUN python -m shared.engine.compile_cache && chown -R nobody /usr/local/var/lstmgen-numba
 USER nobody

@@ -15,6 +15,7 @@ $(RUN_STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt
 	$(PIP) --no-deps -e .
+	$(PY) -m shared.engine.compile_cache
 	touch $@
 
 $(TRAIN_STAMP): $(RUN_STAMP) requirements-train.txt
@@ -30,6 +31,7 @@ install: $(DEV_STAMP)  ## Create .venv with everything: running, training, tests
 install-train: $(TRAIN_STAMP)  ## Add TensorFlow to .venv, for `lstmgen train` and `export`.
 
 run: $(RUN_STAMP)  ## Start Redis (unless LSTMGEN_REDIS_URL is set), workers and the API; Ctrl-C stops all.
+	$(PY) -m shared.engine.compile_cache
 	$(PY) -m scripts.run
 
 test: $(DEV_STAMP)  ## Run every test: unit, then integration (real workers, API, browser).
@@ -52,6 +54,8 @@ bench: $(DEV_STAMP)  ## Run every benchmark (minutes).
 	PYTHONPATH=. $(PY) bench/batching.py
 	PYTHONPATH=. $(PY) bench/service.py
 	PYTHONPATH=. $(PY) bench/load.py
+	PYTHONPATH=. $(PY) bench/footprint.py
+	PYTHONPATH=. $(PY) bench/end_to_end.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -13,17 +13,15 @@ from api.services import KnownModel, services
 from api.submission import check_seed
 from api.uploads import read_form, receive
 from api.validation import PredictRequest, read_json_object, validate
-from shared.catalog.records import ModelInfo
-from shared.engine.batch import predict
+from shared import metrics, predictions
+from shared.catalog.records import ModelSource
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 bp.before_request(authenticate)
 
 
 def _describe(model: KnownModel, name: str) -> dict[str, Any]:
-    if isinstance(model, ModelInfo):
-        return model.to_json()
-    return {**model.properties(), "name": services().resolve(name), "origin": "directory"}
+    return model.to_json()
 
 
 @bp.get("")
@@ -78,12 +76,12 @@ def predict_next(name: str) -> Response:
     """Return the next-character distribution after a seed, most likely first."""
     model = services().load_model(name, owner=current_owner())
     body: PredictRequest = validate(PredictRequest, read_json_object(request))
-    if isinstance(model, ModelInfo):
+    if model.source is ModelSource.UPLOAD:
         detail = f"model {name!r} is uploaded: its weights are on the workers, submit a job"
         raise Problem(409, "Conflict", detail, "model-on-workers")
     check_seed(model, body.seed, body.unknown_chars)
     seed = body.seed or model.defaults.seed
-    ranked = predict(model, seed, temperature=body.temperature, unknown=body.unknown_chars)
+    ranked = _ask_worker(name, seed, body)
     if body.top is not None:
         ranked = ranked[: body.top]
     return jsonify(
@@ -91,6 +89,30 @@ def predict_next(name: str) -> Response:
             "model": name,
             "seed": seed,
             "temperature": body.temperature,
-            "probabilities": [{"char": p.char, "probability": p.probability} for p in ranked],
+            "probabilities": [{"char": c, "probability": p} for c, p in ranked],
         }
     )
+
+
+def _ask_worker(name: str, seed: str, body: PredictRequest) -> list[tuple[str, float]]:
+    """Have a generation worker of the model compute the prediction (it holds the weights)."""
+    found = services()
+    model = found.resolve(name)
+    client = found.store.client
+    serving = [w for w in metrics.live_workers(client).values() if model in w.get("batches", {})]
+    if not serving:
+        detail = f"no generation worker of model {model!r} is up to compute the prediction"
+        raise Problem(503, "No worker for this model", detail, "no-worker")
+    timeout = found.settings.predict_timeout_s
+    request_body = {"seed": seed, "temperature": body.temperature}
+    answer = predictions.ask(
+        client, model, {**request_body, "unknown_chars": body.unknown_chars}, timeout
+    )
+    if answer is None:
+        detail = f"no generation worker of model {model!r} answered within {timeout:g} s"
+        raise Problem(504, "Prediction took too long", detail, "predict-timeout")
+    if answer.get("unavailable"):
+        raise Problem(503, "Model unavailable", str(answer["error"]), "model-unavailable")
+    if "error" in answer:
+        raise Problem(422, "Prediction refused", str(answer["error"]), "predict-refused")
+    return [(str(c), float(p)) for c, p in answer["probabilities"]]

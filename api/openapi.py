@@ -33,10 +33,10 @@ DESCRIPTIONS = {
     502: "The job ended without succeeding",
     503: (
         "The job store (Redis) is unreachable or failing over, the replicas did not confirm a "
-        "new job in time (`not-replicated`, with its `job_id`), a model cannot be loaded, or "
-        "no worker checked an upload in time"
+        "new job in time (`not-replicated`, with its `job_id`), a model cannot be loaded,"
+        " no worker checked an upload in time, or no worker runs the model"
     ),
-    504: "The job did not finish within the longest wait",
+    504: "The job did not finish within the longest wait, or no worker answered the prediction",
 }
 
 
@@ -427,7 +427,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "summary": "Next-character distribution after a seed",
                 "requestBody": _body("PredictRequest"),
                 "responses": _responses(
-                    {200: _json("Prediction")}, *auth, 400, 404, 413, 415, 422, 503
+                    {200: _json("Prediction")}, *auth, 400, 404, 413, 415, 422, 503, 504
                 ),
             },
         },

@@ -9,13 +9,13 @@ from celery import Celery
 from flask import current_app
 from pydantic import BaseModel
 
+from api.directory_models import DirectoryModels
 from api.problems import FieldError, Problem, invalid, not_found
 from api.validation import job_request_model
 from shared.catalog.catalog import ModelCatalog
 from shared.catalog.records import ModelInfo
 from shared.celery_app import make_celery
-from shared.engine.model import LSTMModel, ModelLoadError
-from shared.engine.registry import ModelRegistry
+from shared.engine.model import ModelLoadError
 from shared.jobs.lifecycle import Lifecycle, service_lifecycle
 from shared.jobs.store import JobStore
 from shared.settings import Settings
@@ -23,7 +23,7 @@ from shared.settings import Settings
 EXTENSION = "lstmgen"
 # What the API knows of a model: a model directory's model as loaded here, or the catalog's
 # info of an upload (its weights stay on the workers).
-KnownModel = LSTMModel | ModelInfo
+KnownModel = ModelInfo  # a directory model or an upload: its description, never its weights
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Services:
     settings: Settings
     store: JobStore
     celery: Celery
-    models: ModelRegistry
+    models: DirectoryModels
     catalog: ModelCatalog
     job_request: type[BaseModel]
     lifecycle: Lifecycle  # told of the jobs that end here (canceled while queued)
@@ -46,7 +46,7 @@ class Services:
             settings=settings,
             store=store,
             celery=make_celery(settings),
-            models=ModelRegistry(settings.model_dir),
+            models=DirectoryModels(settings.model_dir),
             catalog=ModelCatalog.from_url(settings.redis_url, settings.redis_sentinel_master),
             job_request=job_request_model(settings),
             lifecycle=service_lifecycle(store, settings.base_url),
@@ -66,12 +66,12 @@ class Services:
         return self.settings.aliases.get(name, name)
 
     def load_model(self, name: str, *, owner: str, field: str | None = None) -> KnownModel:
-        """Return a model `owner` may use (aliases followed): a directory model, loaded, or
-        the owner's upload, its info; unknown: 422 naming `field`, else 404."""
+        """Return the description of a model `owner` may use (aliases followed): a directory
+        model or the owner's upload; unknown: 422 naming `field`, else 404."""
         name = self.resolve(name)
         if name in self.model_names():
             try:
-                return self.models.get(name)
+                return self.models.info(name)
             except ModelLoadError as error:
                 detail = f"model {name!r} could not be loaded: {error}"
                 raise Problem(503, "Model unavailable", detail, "model-unavailable") from None

@@ -15,7 +15,7 @@ from api.validation import check_metadata, validate
 from shared import metrics
 from shared.celery_app import enqueue
 from shared.engine.model import EmptySeedError, UnknownCharactersError, UnknownChars
-from shared.engine.sampling import derive_random_seed
+from shared.engine.seeds import derive_random_seed
 from shared.jobs.records import (
     CreateOutcome,
     Job,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, With
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.problems import FieldError, Problem, invalid
-from shared.engine.sampling import MAX_RANDOM_SEED
+from shared.engine.seeds import MAX_RANDOM_SEED
 from shared.jobs.records import JOB_ID_PATTERN
 from shared.settings import Settings
 from shared.webhooks.events import ALL_EVENTS, WebhookEvent

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     key_submit_burst: int = Field(100, ge=1)  # submissions in a burst above the rate
     key_limits: dict[str, dict[str, float]] = {}
     max_wait_s: float = Field(60.0, gt=0)  # longest `Prefer: wait=N`
+    predict_timeout_s: float = Field(5.0, gt=0)  # how long a predict waits for a worker
     retry_after_s: int = Field(5, ge=1)  # Retry-After sent with 429 and 503
 
     # Uploaded models (`POST /v1/models`).

@@ -20,6 +20,7 @@ from shared.jobs.store import JobStore
 from shared.logs import bind_job
 from shared.settings import Settings
 from shared.webhooks.events import WebhookEvent
+from worker import predictions
 from worker.batch_loop import ActiveJob, ModelLoop, RunOutcome
 from worker.models import DIRECTORY_VERSION, WorkerModels
 
@@ -73,6 +74,12 @@ class Runtime:
         self._started.set()
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
+        threading.Thread(
+            target=predictions.serve,
+            args=(self.store.client, models, self.models.registry.get, self._stopping),
+            name="predictions",
+            daemon=True,
+        ).start()
         logs.announce("generation worker %s up (models: %s)", worker_id, ", ".join(models))
 
     def begin_shutdown(self) -> None:

@@ -29,6 +29,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from shared.engine import compile_cache
+
 Array = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
 
@@ -74,6 +76,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # The tiles below keep their accumulators in registers only once LLVM's SLP vectoriser packs
 # them into vectors; numba leaves it off unless asked before its first compilation.
 numba.config.SLP_VECTORIZE = 1  # type: ignore[attr-defined]
+compile_cache.configure()  # before the first cache=True function below
 
 
 def pack(w: npt.NDArray[Any]) -> Array:

@@ -86,7 +86,7 @@ class ModelRegistry:
 
     def _cached(self, name: str, path: Path) -> LSTMModel:
         key = str(path)
-        stamp = _stamp(path)
+        stamp = model_stamp(path)
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None and cached[0] == stamp:
@@ -97,7 +97,7 @@ class ModelRegistry:
         return model
 
 
-def _stamp(path: Path) -> float:
+def model_stamp(path: Path) -> float:
     """Return the newest modification time among a model's files."""
     if path.is_file():
         return path.stat().st_mtime

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,15 +10,16 @@ import numpy.typing as npt
 from numba import njit
 
 from shared.engine.kernels import exp32
+from shared.engine.seeds import DERIVED_SEED_LIMIT as DERIVED_SEED_LIMIT
+from shared.engine.seeds import MAX_RANDOM_SEED as MAX_RANDOM_SEED
+from shared.engine.seeds import check_random_seed as check_random_seed
+from shared.engine.seeds import derive_random_seed as derive_random_seed
 
 U64 = npt.NDArray[np.uint64]
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-MAX_RANDOM_SEED = 2**64 - 1
-# Seeds we draw ourselves stay below 2**53 so JSON clients (JavaScript numbers) keep them exact.
-DERIVED_SEED_LIMIT = 2**53
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -49,18 +49,6 @@ class SamplingParams:
         if any(not isinstance(s, str) or not s for s in stop):
             raise ValueError("stop sequences must be non-empty strings")
         object.__setattr__(self, "stop", stop)
-
-
-def derive_random_seed() -> int:
-    """Draw a fresh random seed (reported back so a run can be repeated)."""
-    return secrets.randbelow(DERIVED_SEED_LIMIT)
-
-
-def check_random_seed(random_seed: int) -> int:
-    """Return the seed if it fits in 64 unsigned bits, else raise ValueError."""
-    if isinstance(random_seed, bool) or not 0 <= random_seed <= MAX_RANDOM_SEED:
-        raise ValueError(f"random seed must be an integer in [0, 2**64), got {random_seed!r}")
-    return int(random_seed)
 
 
 def _splitmix(x: U64) -> U64:

@@ -6,14 +6,16 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 
 from shared.engine.loaders.layers import WEIGHT_ROLES, LayerConfig, build_model, sequential_layers
 from shared.engine.loaders.vocab import find_vocab_file, read_vocab_file
 from shared.engine.model import Array, LSTMModel, ModelLoadError
+
+if TYPE_CHECKING:
+    import h5py
 
 MODEL_FILES = ("model.keras", "model.h5")
 
@@ -100,6 +102,8 @@ def _read_keras_zip(path: Path) -> tuple[Any, dict[str, list[Array]], str]:
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         raise ModelLoadError(path, f"not a readable .keras archive: {error}") from None
     layers = sequential_layers(config, path)
+    import h5py  # here, not at import: only Keras files need it (12 MB)
+
     try:
         with h5py.File(io.BytesIO(weights_blob), "r") as handle:
             weights = _keras3_weights(handle, layers, path)
@@ -133,6 +137,8 @@ def _keras3_weights(
 
 
 def _read_h5(path: Path) -> tuple[Any, dict[str, list[Array]], str]:
+    import h5py  # here, not at import: only Keras files need it
+
     try:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from api.problems import PROBLEM_JSON
+from api.services import Services
 from shared import metrics
+from shared.engine.registry import ModelRegistry
 from shared.jobs.records import JobStatus
 from shared.webhooks.events import WebhookEvent
 from tests.conftest import TINY_MODELS, TINY_VOCAB
+from worker import predictions
 
 
 def test_healthz_says_ok(client: FlaskClient) -> None:
@@ -80,13 +87,48 @@ def test_one_model_and_an_unknown_one(client: FlaskClient) -> None:
     assert missing.status_code == 404 and missing.mimetype == PROBLEM_JSON
 
 
-def test_predict_ranks_the_next_characters(client: FlaskClient) -> None:
+@pytest.fixture
+def predicting_worker(redis_client: redis.Redis, model_dir: Path) -> Iterator[None]:
+    """Answer predictions for `tiny` as a generation worker does, in a thread."""
+    models = ModelRegistry(model_dir)
+    stopping = threading.Event()
+    server = threading.Thread(
+        target=predictions.serve, args=(redis_client, ["tiny"], models.get, stopping)
+    )
+    metrics.heartbeat(redis_client, "predictor@host", ttl_s=30, batches={"tiny": {}})
+    server.start()
+    yield
+    stopping.set()
+    server.join()
+    redis_client.delete(metrics.WORKER_PREFIX + "predictor@host")
+
+
+def test_predict_ranks_the_next_characters(client: FlaskClient, predicting_worker: None) -> None:
     response = client.post("/v1/models/tiny/predict", json={"seed": "the", "top": 3})
     assert response.status_code == 200
     ranked = response.get_json()["probabilities"]
     assert len(ranked) == 3 and ranked[0]["probability"] >= ranked[-1]["probability"]
     bad = client.post("/v1/models/tiny/predict", json={"seed": "Æ"})
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "seed"
+
+
+def test_predict_without_a_worker_is_a_503(client: FlaskClient) -> None:
+    response = client.post("/v1/models/tiny/predict", json={"seed": "the"})
+    assert response.status_code == 503 and response.mimetype == PROBLEM_JSON
+    assert response.get_json()["type"].endswith("no-worker")
+
+
+def test_predict_unanswered_is_a_504(
+    client: FlaskClient, services: Services, redis_client: redis.Redis
+) -> None:
+    # A worker that beats but never answers.
+    services.settings = services.settings.model_copy(update={"predict_timeout_s": 0.2})
+    metrics.heartbeat(redis_client, "silent@host", ttl_s=30, batches={"tiny": {}})
+    try:
+        response = client.post("/v1/models/tiny/predict", json={"seed": "the"})
+    finally:
+        redis_client.delete(metrics.WORKER_PREFIX + "silent@host")
+    assert response.status_code == 504 and response.get_json()["type"].endswith("predict-timeout")
 
 
 def test_framework_errors_are_problems_too(client: FlaskClient) -> None:

@@ -1,0 +1,176 @@
+"""Measure jobs end to end as a user sees them, beside the engine alone and the in-flight rate.
+
+64 concurrent jobs of 20,000 characters on ml5_darwin, each submitted over HTTP by its own
+client that then polls `GET /v1/jobs/{id}` twice a second until the job is final, against a
+stack like `make run`'s (one worker, default settings, the API's default processes):
+- end to end: characters of all jobs / seconds from the first submission to the last
+  completion (as recorded; and as the polling clients saw it);
+- in flight: characters/s while every job ran (from the records' progress);
+- engine: `Batch` stepping 64 sequences in this process (no queue, no service);
+- CPU seconds each process of the stack used during the run, so what shares the cores with
+  the step is named.
+
+    PYTHONPATH=. .venv/bin/python bench/end_to_end.py [--jobs 64] [--length 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import redis
+
+from bench.batching import Sample, engine_rate, read_progress
+from bench.stack import SHARED_MODELS, Stack, local_stack
+from shared.engine.loaders import load_model
+from shared.jobs.keys import job_key
+
+MODEL = "ml5_darwin"
+POLL_S = 0.5  # each client's polling period
+TARGET = 0.8  # end to end / engine
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds a process has used."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def stack_processes(port: int, redis_port: int) -> dict[str, list[int]]:
+    """Find the stack's processes: the API's by its port setting, redis-server by its port."""
+    found: dict[str, list[int]] = {"worker": [], "api": [], "redis": []}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"LSTMGEN_PORT={port}".encode() in environ:
+            kind = "worker" if "celery" in command else "api" if "gunicorn" in command else None
+            if kind:
+                found[kind].append(int(entry.name))
+        elif "redis-server" in command and f":{redis_port}" in command:
+            found["redis"].append(int(entry.name))
+    return found
+
+
+def run_jobs(url: str, jobs: int, length: int, ids: list[str]) -> tuple[float, float]:
+    """Submit the jobs from concurrent clients that poll them (each id is appended to `ids` once
+    submitted); return when the first submission started and the last completion was seen.
+
+    Each client is made before the first submission: building an httpx client takes about
+    20 ms of CPU (its TLS context), a cost of the client's start, not of the service.
+    """
+    clients = [httpx.Client(base_url=url, timeout=60) for _ in range(jobs)]
+    go = threading.Barrier(jobs + 1)
+
+    def client(index: int) -> float:
+        http = clients[index]
+        go.wait()
+        response = http.post(
+            "/v1/jobs", json={"model": MODEL, "length": length, "random_seed": index}
+        )
+        response.raise_for_status()
+        job_id = str(response.json()["id"])
+        ids.append(job_id)
+        while True:
+            time.sleep(POLL_S)  # the client's polling period, not a wait for the service
+            status = http.get(f"/v1/jobs/{job_id}").json()["status"]
+            if status not in ("queued", "running"):
+                return time.time()
+
+    with ThreadPoolExecutor(jobs) as pool:
+        seen = [pool.submit(client, index) for index in range(jobs)]
+        go.wait()
+        started = time.time()
+        last = max(future.result() for future in seen)
+    for http in clients:
+        http.close()
+    return started, last
+
+
+def main() -> int:
+    """Run the jobs through a local stack and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=64)
+    parser.add_argument("--length", type=int, default=20_000)
+    args = parser.parse_args()
+    folder = SHARED_MODELS.resolve()
+    if not (folder / MODEL).is_dir():
+        sys.exit(f"bench/end_to_end.py: {folder / MODEL} not found")
+    model_dir = Path(tempfile.mkdtemp(prefix="lstmgen-e2e-models-"))
+    (model_dir / MODEL).symlink_to(folder / MODEL, target_is_directory=True)
+    engine = engine_rate(load_model(folder / MODEL), args.jobs, 2.0, 3)
+    stack = Stack(model_dir, [MODEL], name="e2e")  # the settings' defaults, as under make run
+    with local_stack(stack) as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        client = redis.Redis.from_url(running.redis_url, decode_responses=True)
+        pids = stack_processes(port, int(running.redis_url.rsplit(":", 1)[1].split("/")[0]))
+        before = {kind: sum(cpu_seconds(p) for p in found) for kind, found in pids.items()}
+        own_before = time.process_time()
+        samples: list[Sample] = []
+        ids: list[str] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.25):
+                if len(ids) == args.jobs:
+                    samples.append(read_progress(client, ids))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        started, seen = run_jobs(running.url, args.jobs, args.length, ids)
+        stop.set()
+        watcher.join()
+        used = {
+            kind: sum(cpu_seconds(p) for p in found) - before[kind] for kind, found in pids.items()
+        }
+        used["clients (this process)"] = time.process_time() - own_before
+        times = [
+            client.hmget(job_key(i), ["created_at", "started_at", "completed_at"]) for i in ids
+        ]
+        created, began, ended = ([float(t[k] or 0) for t in times] for k in range(3))
+        finished = max(ended)
+    chars = args.jobs * args.length
+    wall = finished - started
+    end_to_end = chars / wall
+    full = [s for s in samples if s.running == args.jobs]
+    in_flight = (
+        (full[-1].done - full[0].done) / (full[-1].at - full[0].at) if len(full) > 1 else 0.0
+    )
+    print(f"{MODEL}, {args.jobs} jobs x {args.length} chars, clients polling every {POLL_S} s")
+    print(f"engine alone, {args.jobs} sequences: {engine:,.0f} chars/s")
+    print(f"in flight (every job running): {in_flight:,.0f} chars/s = {in_flight / engine:.2f}")
+    print(
+        f"end to end (first submit -> last recorded completion): {wall:.1f} s, "
+        f"{end_to_end:,.0f} chars/s = {end_to_end / engine:.2f} of engine (target {TARGET})"
+    )
+    seen_s = seen - started
+    print(f"  as the polling clients saw it: {seen_s:.1f} s, {chars / seen_s:,.0f} chars/s")
+    runs = [end - begin for begin, end in zip(began, ended, strict=True)]
+    print(
+        f"  submitted over {max(created) - started:.2f} s; the last job ran "
+        f"{max(began) - started:.2f} s after the first submission; completions spread over "
+        f"{finished - min(ended):.2f} s; a job ran {min(runs):.2f}-{max(runs):.2f} s"
+    )
+    print(f"CPU seconds during the run (wall {wall:.1f} s, {os.cpu_count()} cores):")
+    for kind, seconds in used.items():
+        print(f"  {kind:24} {seconds:6.1f} s")
+    return 0 if end_to_end / engine >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
