@@ -13,6 +13,7 @@ from api import (
     jobs_views,
     metrics_views,
     models_views,
+    trainings_views,
     request_logs,
     usage_views,
     web_views,
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> Flask:
         models_views.bp,
         health_views.bp,
         usage_views.bp,
+        trainings_views.bp,
     ):
         app.register_blueprint(blueprint)
     app.register_blueprint(metrics_views.bp)

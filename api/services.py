@@ -19,6 +19,7 @@ from shared.engine.model import ModelLoadError
 from shared.jobs.lifecycle import Lifecycle, service_lifecycle
 from shared.jobs.store import JobStore
 from shared.settings import Settings
+from shared.trainings.store import TrainingStore
 
 EXTENSION = "lstmgen"
 # What the API knows of a model: a model directory's model as loaded here, or the catalog's
@@ -37,6 +38,7 @@ class Services:
     catalog: ModelCatalog
     job_request: type[BaseModel]
     lifecycle: Lifecycle  # told of the jobs that end here (canceled while queued)
+    trainings: TrainingStore
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -50,6 +52,7 @@ class Services:
             catalog=ModelCatalog.from_url(settings.redis_url, settings.redis_sentinel_master),
             job_request=job_request_model(settings),
             lifecycle=service_lifecycle(store, settings.base_url),
+            trainings=TrainingStore.from_settings(settings),
         )
 
     def model_names(self) -> list[str]:

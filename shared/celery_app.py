@@ -25,6 +25,8 @@ CHECK_MODEL_TASK = "lstmgen.check_model"
 # so a worker serves a model uploaded after it started without any change to its consumers.
 UPLOADED_QUEUE = "lstmgen.uploaded"
 MODELS_QUEUE = "lstmgen.models"  # checks of uploads, taken by any generation worker
+TRAIN_TASK = "lstmgen.train"
+TRAINING_QUEUE = "lstmgen.training"  # taken only by `--training` workers (they import TensorFlow)
 UNACKED_INDEX = "unacked_index"  # kombu's sorted set of delivered, unacknowledged messages
 
 
@@ -95,6 +97,11 @@ def enqueue(app: Celery, job_id: str, model: str, *, uploaded: bool = False) -> 
     models go to the queue all workers share."""
     queue = UPLOADED_QUEUE if uploaded else generation_queue(model)
     app.send_task(GENERATE_TASK, args=[job_id], kwargs={"model": model}, queue=queue)
+
+
+def enqueue_training(app: Celery, training_id: str) -> None:
+    """Send the message of a queued training to the training workers."""
+    app.send_task(TRAIN_TASK, args=[training_id], queue=TRAINING_QUEUE)
 
 
 def request_check(app: Celery, token: str) -> None:

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(300, ge=1)  # a stopped worker's jobs come back after this
     progress_interval_s: float = Field(0.1, gt=0, le=0.2)  # partial output flush period
 
+    # Training jobs (`POST /v1/trainings`), run by `--training` workers.
+    training_time_limit_s: float = Field(3600.0, gt=0)  # training longer ends `timed_out`
+    max_training_chars: int = Field(10 * 2**20, ge=1)  # characters of one training corpus
+    max_training_epochs: int = Field(100, ge=1)  # epochs one training may ask for
+    training_progress_interval_s: float = Field(0.5, gt=0)  # progress writes, at most this often
+
     # API server (gunicorn).
     api_processes: int = Field(2, ge=1)  # gunicorn worker processes
     api_threads: int = Field(32, ge=1)  # threads per process (each SSE stream holds one)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -97,8 +97,10 @@ def train(
     *,
     resume: Path | None = None,
     progress: bool = True,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
-    """Check every input, train, and save the model folder after each epoch."""
+    """Check every input, train, and save the model folder after each epoch; `callbacks`
+    are more Keras callbacks (one may stop the run by raising)."""
     check_writable(out_dir)
     limits = {k: overrides[k] for k in ("max_chars", "max_vocab") if k in overrides}
     corpus = read_corpus(corpus_path, **limits)
@@ -133,7 +135,8 @@ def train(
                 lambda epoch, logs: save_project_model(
                     out_dir, network, vocab, record.update(epoch, logs, time.monotonic() - began)
                 ),
-            )
+            ),
+            *callbacks,
         ],
     )
     final = record.history[-1]

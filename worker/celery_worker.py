@@ -1,4 +1,4 @@
-"""Celery worker entry point: `celery -A worker.celery_worker worker [--webhooks]`.
+"""Celery worker entry point: `celery -A worker.celery_worker worker [--webhooks|--training]`.
 
 Consumes the queues of the models in LSTMGEN_WORKER_MODELS (all models when empty), and, unless
 LSTMGEN_WORKER_UPLOADS is off, the queue of uploaded models and the checks of uploads, with a
@@ -33,6 +33,7 @@ from worker.checks import check_upload
 from worker.models import WorkerModels
 from worker.runtime import Runtime
 from worker.tasks import register_tasks
+from worker.training_worker import TrainingRole
 from worker.webhook_worker import WebhookRole
 
 settings = get_settings()
@@ -65,6 +66,7 @@ def _check(token: str) -> None:
 runtime = Runtime(settings, JobStore.from_settings(settings), models, redeliver=_redeliver)
 register_tasks(app, lambda: runtime, _check)
 webhooks = WebhookRole(app, settings)  # `--webhooks`: deliver webhooks instead of generating
+trainings = TrainingRole(app, settings, catalog)  # `--training`: train models instead
 
 
 @signals.setup_logging.connect  # type: ignore[untyped-decorator]
@@ -86,8 +88,9 @@ def _unbind_job(task_id: str, **_: Any) -> None:
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
 def _choose_queues(sender: Any, **_: Any) -> None:
-    """Consume only the webhook queue under `--webhooks`."""
+    """Consume only the webhook queue under `--webhooks`, the training queue under `--training`."""
     webhooks.select_queue(sender)
+    trainings.select_queue(sender)
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]

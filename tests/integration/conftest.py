@@ -418,3 +418,45 @@ def start_webhook_worker(
     yield start
     for handle in reversed(started):
         handle.stop()
+
+
+class StartTrainingWorker(Protocol):
+    """Start a training worker with some settings; return it once Celery is ready."""
+
+    def __call__(self, **settings: Any) -> ServiceProcess: ...
+
+
+@pytest.fixture(scope="module")
+def start_training_worker(
+    redis_server: RedisServer, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StartTrainingWorker]:
+    """Yield a factory of `celery ... worker --training` subprocesses, stopped after the module."""
+    started: list[ServiceProcess] = []
+    logs = tmp_path_factory.mktemp("training-worker-logs")
+
+    def start(**settings: Any) -> ServiceProcess:
+        settings.setdefault("worker_slots", 1)
+        env = service_env(settings.pop("redis_url", redis_server.url), model_dir, settings)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+        name = f"training-{uuid.uuid4().hex[:6]}"
+        command = [
+            str(BIN / "celery"), "-A", "worker.celery_worker", "worker", "--training",
+            "--hostname", f"{name}@lstmgen-test", "--loglevel", "INFO",
+            "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        log_path = logs / f"{name}.log"
+        handle = ServiceProcess("training worker", _spawn(command, env, log_path), log_path, env)
+        started.append(handle)
+
+        def ready() -> bool:
+            if not handle.alive():
+                pytest.fail(f"training worker exited:\n{handle.log()[-3000:]}")
+            return " ready." in handle.log()
+
+        wait_for(ready, START_TIMEOUT_S, "the training worker to be ready")
+        return handle
+
+    yield start
+    for handle in reversed(started):
+        handle.stop()

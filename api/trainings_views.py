@@ -1,0 +1,154 @@
+"""`/v1/trainings`: create, read and cancel training jobs (run by `--training` workers)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import authenticate, current_owner
+from api.problems import FieldError, Problem, invalid, not_found
+from api.services import Services, services
+from api.submission import requested_wait
+from api.validation import MAX_WEBHOOK_CHARS, read_json_object, validate
+from shared.celery_app import enqueue_training
+from shared.engine.registry import NAME_PATTERN
+from shared.jobs.records import JOB_ID_PATTERN
+from shared.jobs.serialize import isoformat
+from shared.trainings.records import Training
+
+bp = Blueprint("trainings", __name__, url_prefix="/v1/trainings")
+bp.before_request(authenticate)
+
+_ID = re.compile(JOB_ID_PATTERN)
+WAIT_POLL_S = 0.2  # how often `Prefer: wait` looks at the record
+
+
+class TrainingRequest(BaseModel):
+    """The body of `POST /v1/trainings`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN.pattern)
+    text: str = Field(min_length=1, description="The corpus to train on.")
+    layers: list[int] = Field([128], min_length=1, max_length=4)
+    epochs: int = Field(1, ge=1)
+    seq_len: int = Field(100, ge=2, le=1000)
+    batch_size: int = Field(64, ge=1, le=1024)
+    learning_rate: float = Field(0.002, gt=0, le=1)
+    validation_split: float = Field(0.1, ge=0, lt=1)
+    base_model: str | None = Field(None, min_length=1, description="A model to train further.")
+    webhook: str | None = Field(None, max_length=MAX_WEBHOOK_CHARS)
+
+
+def serialize_training(training: Training) -> dict[str, Any]:
+    """Return a training as the API shows it."""
+    return {
+        "id": training.id,
+        "status": training.status.value,
+        "name": training.name,
+        "params": training.params,
+        "progress": {
+            "epoch": training.progress.epoch,
+            "epochs": training.progress.epochs,
+            "step": training.progress.step,
+            "steps": training.progress.steps,
+        },
+        "metrics": [
+            {"epoch": m.epoch, "loss_bpc": m.loss_bpc, "val_loss_bpc": m.val_loss_bpc}
+            for m in training.metrics
+        ],
+        "error": training.error,
+        "created_at": isoformat(training.created_at),
+        "started_at": isoformat(training.started_at),
+        "finished_at": isoformat(training.finished_at),
+    }
+
+
+def _response(training: Training, status: int = 200) -> Response:
+    response = jsonify(serialize_training(training))
+    response.status_code = status
+    return response
+
+
+def _owned(training_id: str) -> Training:
+    found = services().trainings.owned(training_id, current_owner()) if _ID.match(training_id) else None
+    if found is None:
+        raise not_found(f"training {training_id!r}")
+    return found
+
+
+def _check_request(svc: Services, body: TrainingRequest, owner: str) -> None:
+    """Refuse a taken name (409), a corpus too long and limits broken (422)."""
+    errors: list[FieldError] = []
+    if len(body.text) > svc.settings.max_training_chars:
+        errors.append(FieldError("text", f"must be at most {svc.settings.max_training_chars} characters"))
+    if body.epochs > svc.settings.max_training_epochs:
+        errors.append(FieldError("epochs", f"must be at most {svc.settings.max_training_epochs}"))
+    if any(units < 1 or units > 1024 for units in body.layers):
+        errors.append(FieldError("layers", "every layer must have 1 to 1024 units"))
+    if errors:
+        raise invalid(errors)
+    if body.base_model is not None:
+        svc.load_model(body.base_model, owner=owner, field="base_model")
+    if body.name in svc.model_names() or svc.catalog.get(body.name) is not None:
+        detail = f"model name {body.name!r} is in use"
+        raise Problem(409, "Conflict", detail, "model-name-taken", [FieldError("name", detail)])
+
+
+def _wait(svc: Services, training: Training, wait: float) -> Training:
+    deadline = time.monotonic() + wait
+    while not training.status.is_final and time.monotonic() < deadline:
+        time.sleep(WAIT_POLL_S)
+        training = svc.trainings.get(training.id) or training
+    return training
+
+
+@bp.post("")
+def create_training() -> Response:
+    """Queue a training; on success its model is registered under `name`."""
+    svc = services()
+    owner = current_owner()
+    body: TrainingRequest = validate(TrainingRequest, read_json_object(request))
+    _check_request(svc, body, owner)
+    params = body.model_dump(exclude={"text", "webhook", "name"})
+    params["chars"] = len(body.text)
+    training = Training(
+        id=uuid.uuid4().hex,
+        owner=owner,
+        name=body.name,
+        params=params,
+        created_at=time.time(),
+        webhook=body.webhook,
+    )
+    svc.trainings.put_corpus(training.id, body.text)
+    svc.trainings.create(training)
+    enqueue_training(svc.celery, training.id)
+    wait = requested_wait(request.headers.get("Prefer"), svc.settings.max_wait_s)
+    if wait is not None:
+        training = _wait(svc, training, wait)
+    response = _response(training, 201)
+    response.headers["Location"] = url_for("trainings.get_training", training_id=training.id)
+    if wait is not None:
+        response.headers["Preference-Applied"] = f"wait={wait:g}"
+    return response
+
+
+@bp.get("/<training_id>")
+def get_training(training_id: str) -> Response:
+    """Return a training with its progress and metrics."""
+    return _response(_owned(training_id))
+
+
+@bp.post("/<training_id>/cancel")
+def cancel_training(training_id: str) -> Response:
+    """Cancel a training: a queued one ends now, a running one at its next step."""
+    _owned(training_id)
+    canceled = services().trainings.cancel(training_id)
+    if canceled is None:
+        raise not_found(f"training {training_id!r}")
+    return _response(canceled, 202 if not canceled.status.is_final else 200)

@@ -1,0 +1,125 @@
+"""Trainings end to end: real API, real training and generation workers, real Redis.
+
+A one-epoch training of a tiny network on a few KB of text is submitted over HTTP, reports
+progress and metrics, registers its model, and a generation job runs on that model at once.
+A canceled training ends `canceled` and leaves no model; another key never sees a training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import wait_for
+from tests.integration.conftest import (
+    ApiHandle,
+    ServiceProcess,
+    StartApi,
+    StartTrainingWorker,
+    StartWorker,
+    WorkerHandle,
+)
+
+KEYS = "alice:key-alice,bob:key-bob"
+CORPUS = "the quick brown fox jumps over the lazy dog. " * 80  # 3.6 KB, 28 characters
+TINY = {"layers": [32], "epochs": 1, "seq_len": 16, "batch_size": 32, "validation_split": 0.1}
+TRAIN_TIMEOUT_S = 240.0  # TensorFlow's first import and one epoch on a shared 2-core machine
+
+
+@pytest.fixture(scope="module")
+def worker(start_worker: StartWorker) -> WorkerHandle:
+    """Start a generation worker for `tiny` and every uploaded (or trained) model."""
+    return start_worker(worker_models="tiny", worker_slots=4)
+
+
+@pytest.fixture(scope="module")
+def trainer(start_training_worker: StartTrainingWorker) -> ServiceProcess:
+    """Start the training worker."""
+    return start_training_worker(training_progress_interval_s=0.05)
+
+
+@pytest.fixture(scope="module")
+def stack(start_api: StartApi, worker: WorkerHandle, trainer: ServiceProcess) -> ApiHandle:
+    """Start the API with two keys, after the workers."""
+    return start_api(api_keys=KEYS, default_model="tiny")
+
+
+@pytest.fixture
+def alice(stack: ApiHandle, redis_client: redis.Redis) -> httpx.Client:
+    """Return key alice's client over a flushed store."""
+    return stack.client("key-alice", timeout=60.0)
+
+
+def wait_training(client: httpx.Client, training_id: str, timeout: float) -> dict[str, Any]:
+    """Wait until a training is final; return it."""
+
+    def final() -> dict[str, Any] | None:
+        found: dict[str, Any] = client.get(f"/v1/trainings/{training_id}").json()
+        return found if found["status"] not in ("queued", "running") else None
+
+    result: dict[str, Any] = wait_for(final, timeout, f"training {training_id} to end")
+    return result
+
+
+def test_one_epoch_training_registers_a_servable_model(
+    alice: httpx.Client, stack: ApiHandle
+) -> None:
+    created = alice.post("/v1/trainings", json={"name": "fox", "text": CORPUS, **TINY})
+    assert created.status_code == 201, created.text
+    training = created.json()
+    assert created.headers["Location"].endswith(f"/v1/trainings/{training['id']}")
+    assert training["status"] in ("queued", "running")
+    assert stack.client("key-bob").get(f"/v1/trainings/{training['id']}").status_code == 404
+
+    ended = wait_training(alice, training["id"], TRAIN_TIMEOUT_S)
+    assert ended["status"] == "succeeded", ended
+    assert ended["progress"]["epoch"] == ended["progress"]["epochs"] == 1
+    assert ended["progress"]["step"] == ended["progress"]["steps"] > 0
+    [epoch] = ended["metrics"]
+    assert epoch["epoch"] == 1 and 0 < epoch["loss_bpc"] < 8 and epoch["val_loss_bpc"] > 0
+
+    job = alice.post(
+        "/v1/jobs",
+        json={"model": "fox", "seed": "the ", "length": 40, "temperature": 0},
+        headers={"Prefer": "wait=60"},
+    )
+    assert job.status_code == 201, job.text
+    assert job.json()["status"] == "succeeded", job.json()
+    assert len(job.json()["output"]) == 40
+
+    taken = alice.post("/v1/trainings", json={"name": "fox", "text": CORPUS, **TINY})
+    assert taken.status_code == 409
+    assert taken.json()["errors"][0]["field"] == "name"
+
+
+def test_a_canceled_training_leaves_no_model(alice: httpx.Client) -> None:
+    body = {**TINY, "name": "canceled", "text": CORPUS, "epochs": 100, "seq_len": 8}
+    answer = alice.post("/v1/trainings", json=body)
+    assert answer.status_code == 201, answer.text
+    training = answer.json()
+
+    def running() -> bool:
+        found = alice.get(f"/v1/trainings/{training['id']}").json()
+        return found["status"] == "running" and found["progress"]["step"] > 0
+
+    wait_for(running, TRAIN_TIMEOUT_S, "the training to report steps")
+    assert alice.post(f"/v1/trainings/{training['id']}/cancel").status_code == 202
+    ended = wait_training(alice, training["id"], 60.0)
+    assert ended["status"] == "canceled", ended
+    assert alice.get("/v1/models/canceled").status_code == 404
+    assert alice.post("/v1/jobs", json={"model": "canceled", "seed": "a"}).status_code == 422
+
+
+def test_invalid_trainings_name_the_field(alice: httpx.Client) -> None:
+    for body, field in (
+        ({**TINY, "text": CORPUS}, "name"),
+        ({**TINY, "name": "x", "text": CORPUS, "epochs": 0}, "epochs"),
+        ({**TINY, "name": "x", "text": CORPUS, "base_model": "nope"}, "base_model"),
+    ):
+        answer = alice.post("/v1/trainings", json=body)
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["Content-Type"].startswith("application/problem+json")
+        assert field in [e["field"] for e in answer.json()["errors"]]
