@@ -13,8 +13,8 @@ from api import (
     jobs_views,
     metrics_views,
     models_views,
-    trainings_views,
     request_logs,
+    trainings_views,
     usage_views,
     web_views,
 )

@@ -76,7 +76,9 @@ def _response(training: Training, status: int = 200) -> Response:
 
 
 def _owned(training_id: str) -> Training:
-    found = services().trainings.owned(training_id, current_owner()) if _ID.match(training_id) else None
+    found = (
+        services().trainings.owned(training_id, current_owner()) if _ID.match(training_id) else None
+    )
     if found is None:
         raise not_found(f"training {training_id!r}")
     return found
@@ -86,7 +88,9 @@ def _check_request(svc: Services, body: TrainingRequest, owner: str) -> None:
     """Refuse a taken name (409), a corpus too long and limits broken (422)."""
     errors: list[FieldError] = []
     if len(body.text) > svc.settings.max_training_chars:
-        errors.append(FieldError("text", f"must be at most {svc.settings.max_training_chars} characters"))
+        errors.append(
+            FieldError("text", f"must be at most {svc.settings.max_training_chars} characters")
+        )
     if body.epochs > svc.settings.max_training_epochs:
         errors.append(FieldError("epochs", f"must be at most {svc.settings.max_training_epochs}"))
     if any(units < 1 or units > 1024 for units in body.layers):

@@ -1,4 +1,4 @@
-"""Run the whole stack on this machine: Redis, generation workers, the webhook worker, the API.
+"""Run the whole stack on this machine: Redis, the workers (generation, webhooks, training), the API.
 
 Used by `make run`. A process that exits is restarted (with backoff) unless it crash-loops;
 Ctrl-C (or SIGTERM) stops everything it started, in reverse order.
@@ -6,6 +6,7 @@ Ctrl-C (or SIGTERM) stops everything it started, in reverse order.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -48,6 +49,11 @@ def redis_reachable(url: str, master: str = "") -> bool:
         client.close()
 
 
+def training_installed() -> bool:
+    """Return whether TensorFlow can be imported here (without importing it)."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
 def stack_commands(settings: Settings, quiet: bool) -> list[tuple[str, list[str]]]:
     """Return the (name, command) of every service process, workers before the API."""
     banner = ["--quiet"] if quiet else []  # the console shows one line per process instead
@@ -59,6 +65,8 @@ def stack_commands(settings: Settings, quiet: bool) -> list[tuple[str, list[str]
         for i in range(settings.workers)
     ]
     commands.append(("webhook worker", [*celery, "--hostname", "webhooks@%h", "--webhooks"]))
+    if training_installed():
+        commands.append(("training worker", [*celery, "--hostname", "training@%h", "--training"]))
     gunicorn = [str(BIN / "gunicorn"), "-c", "api/gunicorn_conf.py", "api.wsgi:app"]
     commands.append(("api", gunicorn))
     return commands

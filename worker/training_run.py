@@ -73,7 +73,9 @@ class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
         val = logs.get("val_loss")
         self.metrics.append(
             EpochMetrics(
-                epoch + 1, round(bits(logs["loss"]), 5), None if val is None else round(bits(val), 5)
+                epoch + 1,
+                round(bits(logs["loss"]), 5),
+                None if val is None else round(bits(val), 5),
             )
         )
         p = self.progress

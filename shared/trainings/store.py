@@ -76,7 +76,7 @@ class TrainingStore:
         with self.client.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
                     text = pipe.get(key)
                     if text is None:
                         return None
@@ -112,9 +112,11 @@ class TrainingStore:
         """Record the progress and metrics of a running training."""
         self.change(
             training_id,
-            lambda t: t.with_changes(progress=progress, metrics=metrics)
-            if t.status is JobStatus.RUNNING
-            else None,
+            lambda t: (
+                t.with_changes(progress=progress, metrics=metrics)
+                if t.status is JobStatus.RUNNING
+                else None
+            ),
         )
 
     def finish(self, training_id: str, status: JobStatus, error: str | None = None) -> Training:
@@ -134,9 +136,11 @@ class TrainingStore:
         self.client.set(CANCEL_PREFIX + training_id, "1", ex=self.ttls.active_s)
         return self.change(
             training_id,
-            lambda t: t.with_changes(status=JobStatus.CANCELED, finished_at=time.time())
-            if t.status is JobStatus.QUEUED
-            else None,
+            lambda t: (
+                t.with_changes(status=JobStatus.CANCELED, finished_at=time.time())
+                if t.status is JobStatus.QUEUED
+                else None
+            ),
         )
 
     def cancel_requested(self, training_id: str) -> bool:

@@ -39,9 +39,9 @@ def test_shared_top_level_modules_are_the_cross_cutting_ones() -> None:
     assert found == CROSS_CUTTING | {"__init__"}
 
 
-def test_shared_sub_packages_are_engine_jobs_webhooks_client_and_catalog() -> None:
+def test_shared_sub_packages_are_engine_jobs_webhooks_client_catalog_and_trainings() -> None:
     found = {path.name for path in (ROOT / "shared").iterdir() if (path / "__init__.py").is_file()}
-    assert found == {"engine", "jobs", "webhooks", "client", "catalog"}
+    assert found == {"engine", "jobs", "webhooks", "client", "catalog", "trainings"}
 
 
 @pytest.mark.parametrize("package", list(packages()), ids=lambda p: str(p.relative_to(ROOT)))
@@ -97,14 +97,16 @@ def imported_roots(statement: str) -> subprocess.Popen[str]:
 
 @pytest.fixture(scope="module")
 def imports() -> dict[str, tuple[int, list[str], str]]:
-    """Import the API and the generation worker, each in its own interpreter, in parallel."""
+    """Import the API, the generation worker and a training run, each in its own
+    interpreter, in parallel."""
     started = {
         "api": imported_roots("import api.app"),
-        "worker": imported_roots("import worker.runtime, worker.tasks"),
+        "worker": imported_roots("import worker.runtime, worker.tasks, worker.training_worker"),
+        "training": imported_roots("import worker.training_run"),
     }
     results = {}
     for name, process in started.items():
-        out, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=120)
         loaded = ast.literal_eval(out.strip()) if process.returncode == 0 else []
         results[name] = (process.returncode, loaded, err)
     return results
@@ -125,6 +127,14 @@ def test_generation_workers_do_not_import_tensorflow(
     assert code == 0, err
     assert "worker.runtime" in loaded  # the check itself sees what was imported
     assert [name for name in loaded if name.split(".")[0] == "tensorflow"] == []
+
+
+def test_only_a_training_run_imports_tensorflow(
+    imports: dict[str, tuple[int, list[str], str]],
+) -> None:
+    code, loaded, err = imports["training"]
+    assert code == 0, err
+    assert "tensorflow" in loaded  # the training task imports it when a training runs
 
 
 def test_the_api_never_imports_the_check_that_loads_uploaded_models() -> None:

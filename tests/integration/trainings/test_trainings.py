@@ -96,7 +96,14 @@ def test_one_epoch_training_registers_a_servable_model(
 
 
 def test_a_canceled_training_leaves_no_model(alice: httpx.Client) -> None:
-    body = {**TINY, "name": "canceled", "text": CORPUS, "epochs": 100, "seq_len": 8}
+    body = {
+        **TINY,
+        "name": "canceled",
+        "text": CORPUS,
+        "epochs": 100,
+        "seq_len": 8,
+        "batch_size": 1,
+    }
     answer = alice.post("/v1/trainings", json=body)
     assert answer.status_code == 201, answer.text
     training = answer.json()
