@@ -1,4 +1,4 @@
-"""Run the whole stack on this machine: Redis, the workers (generation, webhooks, training), the API.
+"""Run the whole stack here: Redis, the workers (generation, webhooks, training), the API.
 
 Used by `make run`. A process that exits is restarted (with backoff) unless it crash-loops;
 Ctrl-C (or SIGTERM) stops everything it started, in reverse order.
