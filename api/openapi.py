@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from api import delivery_views
+from api import delivery_views, trainings_views
 from api.streaming import LAST_EVENT_ID
 from api.uploads import MAX_DESCRIPTION_CHARS
 from api.validation import MAX_TEMPERATURE, PredictRequest
@@ -488,10 +488,14 @@ def build_openapi(
             "poll or stream them, cancel them. Errors are RFC 9457 problem+json.",
         },
         "servers": [{"url": "/"}],
-        "paths": _paths(settings) | delivery_views.openapi_paths(bool(settings.api_keys)),
+        "paths": _paths(settings)
+        | delivery_views.openapi_paths(bool(settings.api_keys))
+        | trainings_views.openapi_paths(bool(settings.api_keys)),
         "webhooks": delivery_views.openapi_webhooks(),
         "components": {
-            "schemas": _schemas(job_request) | delivery_views.openapi_schemas(),
+            "schemas": _schemas(job_request)
+            | delivery_views.openapi_schemas()
+            | trainings_views.openapi_schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

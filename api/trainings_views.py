@@ -17,7 +17,7 @@ from api.submission import requested_wait
 from api.validation import MAX_WEBHOOK_CHARS, read_json_object, validate
 from shared.celery_app import enqueue_training
 from shared.engine.registry import NAME_PATTERN
-from shared.jobs.records import JOB_ID_PATTERN
+from shared.jobs.records import JOB_ID_PATTERN, JobStatus
 from shared.jobs.serialize import isoformat
 from shared.trainings.records import Training
 
@@ -156,3 +156,117 @@ def cancel_training(training_id: str) -> Response:
     if canceled is None:
         raise not_found(f"training {training_id!r}")
     return _response(canceled, 202 if not canceled.status.is_final else 200)
+
+
+def _problem(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
+
+
+def _ok(description: str) -> dict[str, Any]:
+    ref = {"$ref": "#/components/schemas/Training"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
+def openapi_schemas() -> dict[str, Any]:
+    """Return the schemas of a training request and of a training."""
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    counts = ("epoch", "epochs", "step", "steps")
+    return {
+        "TrainingRequest": TrainingRequest.model_json_schema(),
+        "Training": {
+            "type": "object",
+            "required": ["id", "status", "name", "params", "progress", "metrics"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {
+                    "type": "string",
+                    "enum": [s.value for s in JobStatus],
+                },
+                "name": {"type": "string"},
+                "params": {"type": "object"},
+                "progress": {
+                    "type": "object",
+                    "required": list(counts),
+                    "properties": {c: {"type": "integer", "minimum": 0} for c in counts},
+                },
+                "metrics": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["epoch", "loss_bpc", "val_loss_bpc"],
+                        "properties": {
+                            "epoch": {"type": "integer"},
+                            "loss_bpc": {"type": "number"},
+                            "val_loss_bpc": {"type": ["number", "null"]},
+                        },
+                    },
+                },
+                "error": {"type": ["string", "null"]},
+                "created_at": nullable_time,
+                "started_at": nullable_time,
+                "finished_at": nullable_time,
+            },
+        },
+    }
+
+
+def openapi_paths(auth: bool) -> dict[str, Any]:
+    """Return the path items of the trainings routes."""
+    training_id = {
+        "name": "training_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+    }
+    errors = {
+        "404": _problem("No such training (or not yours)"),
+        "503": _problem("The job store (Redis) is unreachable"),
+    }
+    if auth:
+        errors["401"] = _problem("Missing or unknown API key")
+    body = {"$ref": "#/components/schemas/TrainingRequest"}
+    return {
+        "/v1/trainings": {
+            "post": {
+                "operationId": "createTraining",
+                "summary": "Train a model on a text and register it under `name`",
+                "parameters": [
+                    {"name": "Prefer", "in": "header", "schema": {"type": "string"}},
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": body}},
+                },
+                "responses": {
+                    "201": _ok("Queued (or final, with `Prefer: wait`)"),
+                    "400": _problem("The body is not a JSON object"),
+                    "409": _problem("The name is in use"),
+                    "413": _problem("The body is too large"),
+                    "415": _problem("The body is not JSON"),
+                    "422": _problem("A field breaks the rules"),
+                    **errors,
+                },
+            },
+        },
+        "/v1/trainings/{training_id}": {
+            "parameters": [training_id],
+            "get": {
+                "operationId": "getTraining",
+                "summary": "A training with its progress and metrics",
+                "responses": {"200": _ok("OK"), **errors},
+            },
+        },
+        "/v1/trainings/{training_id}/cancel": {
+            "parameters": [training_id],
+            "post": {
+                "operationId": "cancelTraining",
+                "summary": "Cancel a training: queued ones end now, running ones at the next step",
+                "responses": {
+                    "200": _ok("Already final, or canceled while queued"),
+                    "202": _ok("Cancel requested: a running training stops at its next step"),
+                    **errors,
+                },
+            },
+        },
+    }

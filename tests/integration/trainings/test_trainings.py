@@ -7,13 +7,15 @@ A canceled training ends `canceled` and leaves no model; another key never sees 
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from tests.conftest import wait_for
+from tests.conftest import BIN, wait_for
 from tests.integration.conftest import (
     ApiHandle,
     ServiceProcess,
@@ -130,3 +132,31 @@ def test_invalid_trainings_name_the_field(alice: httpx.Client) -> None:
         assert answer.status_code == 422, answer.text
         assert answer.headers["Content-Type"].startswith("application/problem+json")
         assert field in [e["field"] for e in answer.json()["errors"]]
+
+
+def test_schemathesis_finds_no_server_error_on_the_training_operations(
+    stack: ApiHandle, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    command = [
+        str(BIN / "schemathesis"), "run", f"{stack.url}/openapi.json",
+        "--header", "Authorization: Bearer key-bob",
+        "--include-operation-id", "createTraining",
+        "--include-operation-id", "getTraining",
+        "--include-operation-id", "cancelTraining",
+        "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_schema_conformance",
+        "--phases", "examples,coverage,fuzzing",
+        "--max-examples", "25",
+        "--seed", "20261202",
+        "--workers", "1",
+        "--request-timeout", "60",
+        "--generation-database", "none",
+        "--suppress-health-check", "all",
+        "--no-color",
+    ]  # fmt: skip
+    run = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, f"{output[-8000:]}\nAPI log:\n{stack.log()[-4000:]}"
+    assert " passed" in output, output[-4000:]
