@@ -16,7 +16,12 @@ from collections.abc import Callable, Sequence
 from shared.engine.model import ModelLoadError, UnknownCharactersError
 
 Handler = Callable[[argparse.Namespace], int]
-VERBS = ("shared.engine.commands", "training.commands", "shared.client.commands")
+VERBS = (
+    "shared.engine.commands",
+    "training.commands",
+    "shared.client.commands",
+    "shared.client.training_commands",
+)
 ERROR_STATUS = 2
 
 

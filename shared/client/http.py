@@ -361,6 +361,19 @@ class Client:
         """Ask the service to cancel the job; return it as it stands after the request."""
         return Job.from_json(self._request("POST", f"/v1/jobs/{job_id}/cancel"))
 
+    def create_training(self, body: Mapping[str, Any], *, wait: float | None = None) -> Any:
+        """Queue a training (see `POST /v1/trainings`); return the training as JSON."""
+        headers = {} if wait is None else {"Prefer": f"wait={wait:g}"}
+        return self._request("POST", "/v1/trainings", json=dict(body), headers=headers)
+
+    def training(self, training_id: str) -> Any:
+        """Return a training, with its progress and metrics, as JSON."""
+        return self._request("GET", f"/v1/trainings/{training_id}")
+
+    def cancel_training(self, training_id: str) -> Any:
+        """Cancel a training; return it as JSON."""
+        return self._request("POST", f"/v1/trainings/{training_id}/cancel")
+
     def list(
         self, status: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> JobPage:

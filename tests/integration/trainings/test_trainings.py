@@ -7,6 +7,7 @@ A canceled training ends `canceled` and leaves no model; another key never sees 
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,33 @@ def test_a_canceled_training_leaves_no_model(alice: httpx.Client) -> None:
     assert ended["status"] == "canceled", ended
     assert alice.get("/v1/models/canceled").status_code == 404
     assert alice.post("/v1/jobs", json={"model": "canceled", "seed": "a"}).status_code == 422
+
+
+def test_the_cli_creates_and_follows_a_training_then_shows_it(
+    stack: ApiHandle, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    server = ["--url", stack.url, "--api-key", "key-alice"]
+    create = [
+        str(BIN / "lstmgen"), "trainings", "create", "cli-fox", str(corpus), *server,
+        "--layers", "32", "--epochs", "1", "--seq-len", "16", "--batch-size", "32",
+        "--follow", "--json",
+    ]  # fmt: skip
+    run = subprocess.run(create, capture_output=True, text=True, timeout=TRAIN_TIMEOUT_S)
+    assert run.returncode == 0, run.stderr
+    training = json.loads(run.stdout)
+    assert training["status"] == "succeeded" and len(training["metrics"]) == 1
+    assert "epoch 1/1" in run.stderr  # the bar
+
+    status = [str(BIN / "lstmgen"), "trainings", "status", training["id"], *server]
+    shown = subprocess.run(status, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "succeeded" in shown.stdout and "epoch 1: loss" in shown.stdout
+
+    cancel = [str(BIN / "lstmgen"), "trainings", "cancel", "nope", *server]
+    missing = subprocess.run(cancel, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "404" in missing.stderr
 
 
 def test_invalid_trainings_name_the_field(alice: httpx.Client) -> None:
