@@ -18,8 +18,11 @@ from api.validation import MAX_WEBHOOK_CHARS, read_json_object, validate
 from shared.celery_app import enqueue_training
 from shared.engine.registry import NAME_PATTERN
 from shared.jobs.records import JOB_ID_PATTERN, JobStatus
-from shared.jobs.serialize import isoformat
 from shared.trainings.records import Training
+from shared.trainings.serialize import serialize_training
+from shared.trainings.webhooks import emit_training_event
+from shared.webhooks.events import WebhookEvent
+from shared.webhooks.ssrf import WebhookURLError, validate_webhook_url
 
 bp = Blueprint("trainings", __name__, url_prefix="/v1/trainings")
 bp.before_request(authenticate)
@@ -43,30 +46,6 @@ class TrainingRequest(BaseModel):
     validation_split: float = Field(0.1, ge=0, lt=1)
     base_model: str | None = Field(None, min_length=1, description="A model to train further.")
     webhook: str | None = Field(None, max_length=MAX_WEBHOOK_CHARS)
-
-
-def serialize_training(training: Training) -> dict[str, Any]:
-    """Return a training as the API shows it."""
-    return {
-        "id": training.id,
-        "status": training.status.value,
-        "name": training.name,
-        "params": training.params,
-        "progress": {
-            "epoch": training.progress.epoch,
-            "epochs": training.progress.epochs,
-            "step": training.progress.step,
-            "steps": training.progress.steps,
-        },
-        "metrics": [
-            {"epoch": m.epoch, "loss_bpc": m.loss_bpc, "val_loss_bpc": m.val_loss_bpc}
-            for m in training.metrics
-        ],
-        "error": training.error,
-        "created_at": isoformat(training.created_at),
-        "started_at": isoformat(training.started_at),
-        "finished_at": isoformat(training.finished_at),
-    }
 
 
 def _response(training: Training, status: int = 200) -> Response:
@@ -95,6 +74,11 @@ def _check_request(svc: Services, body: TrainingRequest, owner: str) -> None:
         errors.append(FieldError("epochs", f"must be at most {svc.settings.max_training_epochs}"))
     if any(units < 1 or units > 1024 for units in body.layers):
         errors.append(FieldError("layers", "every layer must have 1 to 1024 units"))
+    if body.webhook is not None:
+        try:
+            validate_webhook_url(body.webhook, svc.settings)
+        except WebhookURLError as error:
+            errors.append(FieldError("webhook", str(error)))
     if errors:
         raise invalid(errors)
     if body.base_model is not None:
@@ -151,10 +135,13 @@ def get_training(training_id: str) -> Response:
 @bp.post("/<training_id>/cancel")
 def cancel_training(training_id: str) -> Response:
     """Cancel a training: a queued one ends now, a running one at its next step."""
-    _owned(training_id)
-    canceled = services().trainings.cancel(training_id)
+    svc = services()
+    before = _owned(training_id)
+    canceled = svc.trainings.cancel(training_id)
     if canceled is None:
         raise not_found(f"training {training_id!r}")
+    if canceled.status.is_final and not before.status.is_final:  # it ended here, never run
+        emit_training_event(svc.trainings, canceled, WebhookEvent.COMPLETED, svc.settings.base_url)
     return _response(canceled, 202 if not canceled.status.is_final else 200)
 
 

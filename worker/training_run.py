@@ -21,6 +21,8 @@ from shared.jobs.records import JobStatus
 from shared.settings import Settings
 from shared.trainings.records import EpochMetrics, Progress, Training
 from shared.trainings.store import TrainingStore
+from shared.trainings.webhooks import emit_training_event
+from shared.webhooks.events import WebhookEvent
 from training.backend import keras
 from training.errors import TrainingError
 from training.train import bits, train
@@ -101,13 +103,15 @@ def run_training(
     training = store.claim(training_id)
     if training is None:
         return None
+    emit_training_event(store, training, WebhookEvent.START, settings.base_url)
     try:
         status, error = _train_and_publish(store, catalog, settings, training)
     except Exception as failure:  # the record must end whatever broke
         log.exception("training %s failed", training_id)
         status, error = JobStatus.FAILED, f"{type(failure).__name__}: {failure}"
-    store.finish(training_id, status, error)
+    ended = store.finish(training_id, status, error)
     store.drop_corpus(training_id)
+    emit_training_event(store, ended, WebhookEvent.COMPLETED, settings.base_url)
     log.info("training %s ended %s", training_id, status.value)
     return status
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ from tests.integration.conftest import (
     ServiceProcess,
     StartApi,
     StartTrainingWorker,
+    StartWebhookWorker,
     StartWorker,
     WorkerHandle,
 )
+from tests.webhook_receiver import SECRET_A, Receiver
 
 KEYS = "alice:key-alice,bob:key-bob"
 CORPUS = "the quick brown fox jumps over the lazy dog. " * 80  # 3.6 KB, 28 characters
@@ -45,9 +48,28 @@ def trainer(start_training_worker: StartTrainingWorker) -> ServiceProcess:
 
 
 @pytest.fixture(scope="module")
-def stack(start_api: StartApi, worker: WorkerHandle, trainer: ServiceProcess) -> ApiHandle:
+def hooks() -> Iterator[Receiver]:
+    """Start one webhook receiver for the module."""
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def webhook_worker(start_webhook_worker: StartWebhookWorker) -> ServiceProcess:
+    """Start the webhook worker, signing with one secret."""
+    return start_webhook_worker(webhook_allow_private=True, webhook_secrets=[SECRET_A])
+
+
+@pytest.fixture(scope="module")
+def stack(
+    start_api: StartApi,
+    worker: WorkerHandle,
+    trainer: ServiceProcess,
+    webhook_worker: ServiceProcess,
+) -> ApiHandle:
     """Start the API with two keys, after the workers."""
-    return start_api(api_keys=KEYS, default_model="tiny")
+    return start_api(api_keys=KEYS, default_model="tiny", webhook_allow_private=True)
 
 
 @pytest.fixture
@@ -150,11 +172,26 @@ def test_the_cli_creates_and_follows_a_training_then_shows_it(
     assert missing.returncode == 2 and "404" in missing.stderr
 
 
+def test_a_training_sends_signed_start_and_completed_webhooks(
+    alice: httpx.Client, hooks: Receiver
+) -> None:
+    body = {**TINY, "name": "hooked", "text": CORPUS, "webhook": hooks.url("/training")}
+    training = alice.post("/v1/trainings", json=body).json()
+    start, completed = hooks.wait_for(2, "/training", timeout=TRAIN_TIMEOUT_S)
+    first: Any = start.verify(SECRET_A)
+    last: Any = completed.verify(SECRET_A)
+    assert (first["event"], first["kind"], first["id"]) == ("start", "training", training["id"])
+    assert first["status"] == "running"
+    assert (last["event"], last["status"]) == ("completed", "succeeded")
+    assert last["metrics"] == wait_training(alice, training["id"], 10.0)["metrics"]
+
+
 def test_invalid_trainings_name_the_field(alice: httpx.Client) -> None:
     for body, field in (
         ({**TINY, "text": CORPUS}, "name"),
         ({**TINY, "name": "x", "text": CORPUS, "epochs": 0}, "epochs"),
         ({**TINY, "name": "x", "text": CORPUS, "base_model": "nope"}, "base_model"),
+        ({**TINY, "name": "x", "text": CORPUS, "webhook": "ftp://example.com/"}, "webhook"),
     ):
         answer = alice.post("/v1/trainings", json=body)
         assert answer.status_code == 422, answer.text
