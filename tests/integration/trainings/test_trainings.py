@@ -172,11 +172,14 @@ def test_the_cli_creates_and_follows_a_training_then_shows_it(
     assert missing.returncode == 2 and "404" in missing.stderr
 
 
-def test_a_training_sends_signed_start_and_completed_webhooks(
+def test_a_waited_training_sends_signed_start_and_completed_webhooks(
     alice: httpx.Client, hooks: Receiver
 ) -> None:
     body = {**TINY, "name": "hooked", "text": CORPUS, "webhook": hooks.url("/training")}
-    training = alice.post("/v1/trainings", json=body).json()
+    waited = alice.post("/v1/trainings", json=body, headers={"Prefer": "wait=50"})
+    assert waited.status_code == 201 and waited.headers["Preference-Applied"] == "wait=50"
+    training = waited.json()
+    assert training["status"] == "succeeded"  # the create waited for the end
     start, completed = hooks.wait_for(2, "/training", timeout=TRAIN_TIMEOUT_S)
     first: Any = start.verify(SECRET_A)
     last: Any = completed.verify(SECRET_A)
