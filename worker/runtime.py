@@ -1,5 +1,5 @@
-"""The per-process generation runtime: model loops, claiming jobs, heartbeats, and requeueing
-the jobs of workers whose heartbeat stopped."""
+"""The per-process generation runtime: model loops, claiming jobs, heartbeats, and repairing
+the queue: the jobs of workers whose heartbeat stopped, and those a lost write stranded."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import redis
@@ -55,14 +56,20 @@ class Runtime:
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._unacked: set[str] = set()  # delivery tags of the messages being worked on
+        self._held: Counter[str] = Counter()  # the jobs this process claimed and holds
+        self._busy = 0  # runs under way: one per slot taken
+        self._free_before = False  # whether a slot was free at the last beat
+        self._served: frozenset[str] = frozenset()
+        self._uploads = False
 
-    def start(self, worker_id: str, models: list[str]) -> None:
+    def start(self, worker_id: str, models: list[str], *, uploads: bool = False) -> None:
         """Load the served models, then announce the worker with a heartbeat.
 
         `worker_id` names this process alone (a restarted worker gets a new one), so that its
-        predecessor's jobs count as lost.
+        predecessor's jobs count as lost. `uploads`: it serves the uploaded models too.
         """
         self.worker_id = worker_id
+        self._served, self._uploads = frozenset(models), uploads
         loops = [self.loop_for(name) for name in models]
         for loop in loops:
             loop.ready.wait()
@@ -124,13 +131,15 @@ class Runtime:
         The message was sent for `job_id` (of `model`); the job it runs is the one that is
         next by fair share when it runs. While it runs, the heartbeat renews the message.
         """
-        if delivery_tag is not None:
-            with self._lock:
+        with self._lock:
+            self._busy += 1
+            if delivery_tag is not None:
                 self._unacked.add(delivery_tag)
         try:
             return self._run(job_id, model, delivery_tag)
         finally:
             with self._lock:
+                self._busy -= 1
                 self._unacked.discard(delivery_tag or "")
 
     def _claim(self, model: str, delivery_tag: str | None) -> Claim | None:
@@ -140,14 +149,20 @@ class Runtime:
             if self._stopping.is_set():
                 return None
         while not self._stopping.is_set():
-            claim = self.store.claim(
-                model, self.worker_id, self.settings, delivery=delivery_tag or ""
-            )
-            self._report_unrun(claim.ended)
+            claim = self._claim_once(model, delivery_tag or "")
             if claim.outcome is not ClaimOutcome.LIMITED:
                 return claim
             self._stopping.wait(LIMITED_RETRY_S)
         return None
+
+    def _claim_once(self, model: str, delivery_tag: str) -> Claim:
+        """Claim the model's next job, held by this process from the moment it is claimed."""
+        claim = self.store.claim(model, self.worker_id, self.settings, delivery=delivery_tag)
+        if claim.outcome is ClaimOutcome.CLAIMED:
+            with self._lock:
+                self._held[claim.job_id] += 1
+        self._report_unrun(claim.ended)
+        return claim
 
     def _run(self, hint: str, model: str | None, delivery_tag: str | None) -> RunOutcome:
         if self._stopping.is_set():
@@ -161,23 +176,33 @@ class Runtime:
             return RunOutcome.RELEASED
         if claim.outcome is ClaimOutcome.EMPTY:
             return RunOutcome.NOTHING_QUEUED
+        return self._run_claimed(claim)
+
+    def _run_claimed(self, claim: Claim) -> RunOutcome:
+        """Run a job this process claimed to its end, then let go of it."""
         job_id = claim.job_id
-        with bind_job(job_id):
-            job = self.store.get(job_id)
-            if job is None:
-                return RunOutcome.GONE
-            self.lifecycle.started(job_id)
-            active = self._active(job, claim, self.store.prefix(job_id))
-            loop = self.loop_for(job.model)
-            loop.submit(active)
-            while not active.done.wait(1.0):
-                if not loop.alive() and not active.done.is_set():
-                    log.error("the batch loop of %s died; its job goes back", job.model)
-                    self.store.release(job_id, claim.attempt, job.n)
-                    return RunOutcome.RELEASED
-            if active.outcome in (RunOutcome.GONE, RunOutcome.RELEASED):
-                log.info("job left this worker: %s", active.outcome.value)  # not an end
-            return active.outcome
+        try:
+            with bind_job(job_id):
+                job = self.store.get(job_id)
+                if job is None:
+                    return RunOutcome.GONE
+                self.lifecycle.started(job_id)
+                active = self._active(job, claim, self.store.prefix(job_id))
+                loop = self.loop_for(job.model)
+                loop.submit(active)
+                while not active.done.wait(1.0):
+                    if not loop.alive() and not active.done.is_set():
+                        log.error("the batch loop of %s died; its job goes back", job.model)
+                        self.store.release(job_id, claim.attempt, job.n)
+                        return RunOutcome.RELEASED
+                if active.outcome in (RunOutcome.GONE, RunOutcome.RELEASED):
+                    log.info("job left this worker: %s", active.outcome.value)  # not an end
+                return active.outcome
+        finally:
+            with self._lock:
+                self._held[job_id] -= 1
+                if not self._held[job_id]:
+                    del self._held[job_id]
 
     def _active(self, job: Job, claim: Claim, prefix: tuple[str, ...]) -> ActiveJob:
         spec = job.input
@@ -238,6 +263,8 @@ class Runtime:
             try:
                 if beating_since and time.monotonic() - beating_since >= self._heartbeat_ttl():
                     self._requeue_lost()
+                self._requeue_unheld()
+                self._adopt_waiting()
             except redis.RedisError as error:
                 log.warning("could not requeue the jobs of lost workers: %s", error)
             try:
@@ -272,12 +299,69 @@ class Runtime:
     def _requeue_lost(self) -> None:
         """Requeue the running jobs of workers that missed HEARTBEAT_MISSES beats, and hand
         their broker messages back (the visibility timeout stays the last resort)."""
-        for job_id, tag in self.store.requeue_lost(metrics.WORKER_PREFIX):
+        self._redeliver(
+            self.store.requeue_lost(metrics.WORKER_PREFIX), "its worker stopped beating"
+        )
+
+    def _requeue_unheld(self) -> None:
+        """Requeue the jobs the store says this process runs and it does not: the write that
+        ended one, or the claim that gave it to another attempt, was lost (a failover of Redis
+        loses the writes its replica had not received yet). The next attempt resumes it."""
+        with self._lock:
+            held = set(self._held)
+        grace = self._heartbeat_ttl()  # a claim's answer is on its way to the held set
+        unheld = self.store.requeue_unheld(self.worker_id, held, grace)
+        self._redeliver(unheld, "the store had it running here after this worker let it go")
+
+    def _redeliver(self, requeued: list[tuple[str, str]], why: str) -> None:
+        for job_id, tag in requeued:
             with bind_job(job_id):
                 job = self.store.get(job_id)
-                log.warning("job requeued: its worker stopped beating")
+                log.warning("job requeued: %s", why)
                 if job is not None and self.redeliver is not None:
                     self.redeliver(job_id, job.model, tag)
+
+    def _adopt_waiting(self) -> None:
+        """Claim jobs that have waited a heartbeat lifetime while this worker had a slot free
+        for two beats in a row. A free slot takes a message within milliseconds, so such a job
+        has lost its message (a failover can lose the write that sent it); should the message
+        come after all, it finds nothing to run and is dropped."""
+        with self._lock:
+            free = self.settings.worker_slots - self._busy
+            free_before, self._free_before = self._free_before, free > 0
+        if free <= 0 or not free_before or self._stopping.is_set():
+            return
+        waiting = self.store.queued_before(self._heartbeat_ttl(), limit=50)
+        for model in dict.fromkeys(model for _, model in waiting if self._serves(model)):
+            while free > 0:
+                claim = self._claim_once(model, "")
+                if claim.outcome is not ClaimOutcome.CLAIMED:
+                    break
+                with bind_job(claim.job_id):
+                    log.warning(
+                        "job adopted: it waited in the queue with no message reaching a worker"
+                    )
+                free -= 1
+                with self._lock:
+                    self._busy += 1
+                threading.Thread(
+                    target=self._run_adopted, args=(claim,), name="adopted", daemon=True
+                ).start()
+
+    def _run_adopted(self, claim: Claim) -> None:
+        try:
+            self._run_claimed(claim)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def _serves(self, model: str) -> bool:
+        """Return whether this process consumes the queue of `model`'s jobs."""
+        if model in self._served:
+            return True
+        return (
+            self._uploads and self.models.uploaded(model) and self.models.version(model) is not None
+        )
 
     def _expire_stale(self) -> None:
         for job_id in self.store.expire_stale(self.settings.queue_ttl_s):

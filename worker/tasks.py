@@ -28,7 +28,8 @@ def register_tasks(
             outcome = runtime().run(job_id, model, delivery_tag=delivery)
         except redis.RedisError as error:
             # Redis failing over, say: the message goes back for the next claim. A job this
-            # one had claimed is requeued by the heartbeat sweep; a spare message is dropped.
+            # one had claimed, and no longer holds, is requeued by the worker's heartbeat
+            # (Runtime._requeue_unheld); a spare message finds nothing queued and is dropped.
             raise Reject(f"job store unavailable: {error}", requeue=True) from error
         if outcome is RunOutcome.RELEASED:
             raise Reject("worker shutting down", requeue=True)

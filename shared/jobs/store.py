@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +283,50 @@ class JobStore:
     def requeue_lost(self, beats: str, limit: int = 500) -> list[tuple[str, str]]:
         """Put back in the queue the running jobs whose worker's heartbeat (a key under the
         prefix `beats`) is gone; return each one's id and broker delivery tag ('' if unknown)."""
-        running: list[str] = self.client.zrange(RUNNING_KEY, 0, limit - 1)  # type: ignore[assignment]
+        owned = self._running(limit)
+        workers = sorted({worker for _, worker, _, _ in owned})
+        alive = dict(zip(workers, self.client.mget([beats + w for w in workers]), strict=True))
+        return self._requeue([row for row in owned if alive[row[1]] is None])
+
+    def requeue_unheld(
+        self, worker: str, held: Collection[str], grace_s: float, limit: int = 500
+    ) -> list[tuple[str, str]]:
+        """Put back in the queue the jobs the store says `worker` runs, claimed over `grace_s`
+        ago, that it does not hold: the writes that ended them (or gave them to another
+        attempt) were acknowledged and then lost, as a failover of Redis can lose its last
+        writes. Their output stays: the next attempt resumes it. `held` must be read before
+        this call. Return each job's id and broker delivery tag ('' if unknown)."""
+        owned = self._running(limit, claimed_before=self._now() - grace_s)
+        return self._requeue([row for row in owned if row[1] == worker and row[0] not in held])
+
+    def queued_before(self, waited_s: float, limit: int = 100) -> list[tuple[str, str]]:
+        """Return the oldest jobs queued over `waited_s` ago: each one's id and model."""
+        oldest = self._now() - waited_s
+        ids: list[str] = self.client.zrangebyscore(  # type: ignore[assignment]
+            QUEUED_KEY, "-inf", oldest, start=0, num=limit
+        )
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(job_key(job_id), "model")
+        models = pipe.execute()
+        return [(job_id, model) for job_id, model in zip(ids, models, strict=True) if model]
+
+    def _now(self) -> float:
+        """Return the time on the Redis server, the clock the scripts stamp records with."""
+        seconds, micros = self.client.time()
+        return float(seconds) + micros / 1e6
+
+    def _running(
+        self, limit: int, claimed_before: float | None = None
+    ) -> list[tuple[str, str, str, str]]:
+        """Return the running jobs (id, worker, attempt, n), claimed before a time if given,
+        and drop ended ones from the index of running jobs."""
+        top: float | str = "+inf" if claimed_before is None else claimed_before
+        running: list[str] = self.client.zrangebyscore(  # type: ignore[assignment]
+            RUNNING_KEY, "-inf", top, start=0, num=limit
+        )
         if not running:
             return []
         pipe = self.client.pipeline(transaction=False)
@@ -293,22 +336,20 @@ class JobStore:
         stale = [job_id for job_id, s in zip(running, states, strict=True) if s[0] != "running"]
         if stale:
             self.client.zrem(RUNNING_KEY, *stale)
-        owned = [
-            (job_id, state)
-            for job_id, state in zip(running, states, strict=True)
-            if state[0] == "running" and state[1]
+        return [
+            (job_id, worker, attempts, n)
+            for job_id, (status, worker, attempts, n) in zip(running, states, strict=True)
+            if status == "running" and worker
         ]
-        workers = sorted({state[1] for _, state in owned})
-        alive = dict(zip(workers, self.client.mget([beats + w for w in workers]), strict=True))
-        lost = []
-        for job_id, (_, worker, attempts, n) in owned:
-            if alive[worker] is not None:
-                continue
+
+    def _requeue(self, rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str]]:
+        requeued = []
+        for job_id, worker, attempts, n in rows:
             keys = job_keys(job_id, int(n))
             tag = self._scripts["requeue"](keys=keys, args=[attempts, worker])
             if tag is not None:
-                lost.append((job_id, str(tag)))
-        return lost
+                requeued.append((job_id, str(tag)))
+        return requeued
 
     def replicated(self, replicas: int, timeout_s: float) -> int:
         """Wait until `replicas` replicas hold every write the primary has applied so far
@@ -331,8 +372,7 @@ class JobStore:
 
     def expire_stale(self, queue_ttl_s: float, limit: int = 100) -> list[str]:
         """End `expired` the jobs queued longer than the TTL; return their ids."""
-        seconds, micros = self.client.time()
-        oldest = seconds + micros / 1e6 - queue_ttl_s
+        oldest = self._now() - queue_ttl_s
         expired = []
         stale: list[str] = self.client.zrangebyscore(  # type: ignore[assignment]
             QUEUED_KEY, "-inf", oldest, start=0, num=limit

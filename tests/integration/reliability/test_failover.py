@@ -112,7 +112,7 @@ def test_every_accepted_job_survives_the_primary_dying(
         webhook_secrets=[SECRET_A],
         webhook_retry_schedule="0.5,1,1,2,2,5,5",
     )
-    start_worker(**via_sentinels, worker_models="tiny", worker_slots=4)
+    worker = start_worker(**via_sentinels, worker_models="tiny", worker_slots=4)
     server = start_api(
         **via_sentinels,
         redis_min_replicas=1,
@@ -162,8 +162,22 @@ def test_every_accepted_job_survives_the_primary_dying(
         job: dict[str, Any] = response.json()
         return job if job["status"] not in ("queued", "running") else None
 
+    ended: dict[str, dict[str, Any]] = {}
+
+    def all_ended() -> bool:
+        for _, job_id, _ in submitter.accepted:
+            if job_id not in ended and (job := final(job_id)) is not None:
+                ended[job_id] = job
+        return len(ended) == len(submitter.accepted)
+
+    deadline = time.monotonic() + 180
+    while not all_ended() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stuck = {job_id: api.get(f"/v1/jobs/{job_id}").json() for _, job_id, _ in submitter.accepted}
+    stuck = {job_id: job for job_id, job in stuck.items() if job_id not in ended}
+    assert not stuck, _report(stuck, worker.log())
     for seed, job_id, _ in submitter.accepted:
-        job = wait_for(lambda job_id=job_id: final(job_id), 180, f"job {job_id} to end")
+        job = ended[job_id]
         assert job["status"] == "succeeded", job
         assert job["output"] == expected[seed], job_id
     wanted = {job_id for _, job_id, _ in submitter.accepted}
@@ -185,3 +199,15 @@ def test_every_accepted_job_survives_the_primary_dying(
         f"{recovered - killed_at:.1f} s; {len(refused)} answers 503 between; "
         f"{len(submitter.accepted)} jobs accepted, 0 lost, every completed webhook delivered"
     )
+
+
+def _report(stuck: dict[str, dict[str, Any]], log: str) -> str:
+    """Say which jobs never ended, in what state, and what the worker logged about them."""
+    lines = [f"{len(stuck)} accepted job(s) never ended:"]
+    for job_id, job in stuck.items():
+        state = {key: job.get(key) for key in ("status", "attempts", "created_at", "started_at")}
+        lines.append(f"{job_id}: {state}")
+        lines += [f"  {line}" for line in log.splitlines() if job_id in line][-20:]
+    lines.append("worker log, last lines:")
+    lines += log.splitlines()[-60:]
+    return "\n".join(lines)

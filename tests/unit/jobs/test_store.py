@@ -255,6 +255,27 @@ def test_the_jobs_of_a_worker_without_heartbeat_are_requeued_counted_and_fenced(
     assert failed is not None and failed.status is JobStatus.FAILED
 
 
+def test_jobs_a_live_worker_no_longer_holds_are_requeued(store: JobStore) -> None:
+    held, dropped, other = (create(store, new_job()) for _ in range(3))
+    for job_id, worker, tag in ((held, "w1", "tag-h"), (dropped, "w1", "tag-d"), (other, "w2", "")):
+        assert claim(store, worker, delivery=tag).job_id == job_id
+    fresh = create(store, new_job())
+    store.client.zadd(RUNNING_KEY, {held: 1.0, dropped: 1.0, other: 1.0})  # claimed long ago
+    assert claim(store, "w1").job_id == fresh  # just claimed: its answer may be on its way
+    assert store.requeue_unheld("w1", {held}, grace_s=60) == [(dropped, "tag-d")]
+    assert store.requeue_unheld("w1", {held}, grace_s=60) == []  # once
+    job = store.get(dropped)
+    assert job is not None and job.status is JobStatus.QUEUED and job.worker is None
+    assert claim(store, "w3").job_id == dropped  # another attempt takes it up
+
+
+def test_queued_before_lists_the_jobs_that_waited(store: JobStore) -> None:
+    old, new = create(store, new_job()), create(store, new_job())
+    store.client.zadd(QUEUED_KEY, {old: 1.0})
+    assert store.queued_before(60) == [(old, "tiny")]
+    assert {job_id for job_id, _ in store.queued_before(0)} == {old, new}
+
+
 def test_the_text_a_job_continues_is_stored_with_it(store: JobStore) -> None:
     job = new_job(n=2)
     job = NewJob(**{**job.__dict__, "prefix": ("first", "sécond")})
