@@ -190,6 +190,7 @@ def openapi_schemas() -> dict[str, Any]:
                     },
                 },
                 "error": {"type": ["string", "null"]},
+                "attempts": {"type": "integer", "minimum": 0},
                 "created_at": nullable_time,
                 "started_at": nullable_time,
                 "finished_at": nullable_time,

@@ -97,6 +97,7 @@ def _choose_queues(sender: Any, **_: Any) -> None:
 def _start(sender: Any, **_: Any) -> None:
     """Load the models of the consumed queues and start the heartbeat, or the webhook scheduler."""
     webhooks.start(sender)
+    trainings.start(sender)
     consumed = sender.app.amqp.queues.consume_from or {}
     names = [
         q[len(GENERATION_QUEUE_PREFIX) :] for q in consumed if q.startswith(GENERATION_QUEUE_PREFIX)
@@ -104,7 +105,8 @@ def _start(sender: Any, **_: Any) -> None:
     if names or UPLOADED_QUEUE in consumed:
         # One id per process: a worker restarted under the same name must not look alive to
         # the jobs its predecessor was running.
-        runtime.start(f"{sender.hostname}/{uuid.uuid4().hex[:8]}", sorted(names))
+        worker_id = f"{sender.hostname}/{uuid.uuid4().hex[:8]}"
+        runtime.start(worker_id, sorted(names), uploads=UPLOADED_QUEUE in consumed)
 
 
 @signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]
@@ -115,6 +117,7 @@ def _hand_back_jobs(**_: Any) -> None:
 
 @signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
 def _stop(**_: Any) -> None:
-    """Stop the loops, withdraw the heartbeat, stop the webhook scheduler."""
+    """Stop the loops, withdraw the heartbeats, stop the webhook scheduler."""
     runtime.stop()
     webhooks.stop()
+    trainings.stop()

@@ -45,6 +45,7 @@ class Reporter:
 
     store: TrainingStore
     training_id: str
+    worker: str  # the id this process runs trainings under
     deadline: float  # time.monotonic() past which the run times out
     interval_s: float  # progress is written at most this often
 
@@ -66,9 +67,9 @@ class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
         p = self.progress
         self.progress = Progress(p.epoch, p.epochs, batch + 1, max(p.steps, batch + 1))
-        self._check()
         if time.monotonic() - self.last_write >= self.reporter.interval_s:
-            self._write()
+            self._write()  # first: a run that stops here shows how far it got
+        self._check()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         logs = logs or {}
@@ -93,23 +94,29 @@ class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     def _write(self) -> None:
         self.last_write = time.monotonic()
-        self.reporter.store.report(self.reporter.training_id, self.progress, tuple(self.metrics))
+        r = self.reporter
+        if not r.store.report(r.training_id, r.worker, self.progress, tuple(self.metrics)):
+            raise Stopped(JobStatus.FAILED, "this training no longer runs here")
 
 
 def run_training(
-    store: TrainingStore, catalog: ModelCatalog, settings: Settings, training_id: str
+    store: TrainingStore, catalog: ModelCatalog, settings: Settings, training_id: str, worker: str
 ) -> JobStatus | None:
-    """Run a queued training to its end; None if it was no longer queued."""
-    training = store.claim(training_id)
+    """Run a queued training to its end on `worker`; None if it was no longer queued, or
+    another attempt took it over meanwhile (this process was taken for dead)."""
+    training = store.claim(training_id, worker)
     if training is None:
         return None
     emit_training_event(store, training, WebhookEvent.START, settings.base_url)
     try:
-        status, error = _train_and_publish(store, catalog, settings, training)
+        status, error = _train_and_publish(store, catalog, settings, training, worker)
     except Exception as failure:  # the record must end whatever broke
         log.exception("training %s failed", training_id)
         status, error = JobStatus.FAILED, f"{type(failure).__name__}: {failure}"
-    ended = store.finish(training_id, status, error)
+    ended = store.finish(training_id, status, error, worker=worker)
+    if ended is None:
+        log.warning("training %s was taken over by another attempt; this one ends", training_id)
+        return None
     store.drop_corpus(training_id)
     emit_training_event(store, ended, WebhookEvent.COMPLETED, settings.base_url)
     log.info("training %s ended %s", training_id, status.value)
@@ -117,7 +124,7 @@ def run_training(
 
 
 def _train_and_publish(
-    store: TrainingStore, catalog: ModelCatalog, settings: Settings, training: Training
+    store: TrainingStore, catalog: ModelCatalog, settings: Settings, training: Training, worker: str
 ) -> tuple[JobStatus, str | None]:
     text = store.corpus(training.id)
     if text is None:
@@ -141,6 +148,7 @@ def _train_and_publish(
         reporter = Reporter(
             store,
             training.id,
+            worker,
             time.monotonic() + settings.training_time_limit_s,
             settings.training_progress_interval_s,
         )

@@ -44,6 +44,8 @@ class Training:
     metrics: tuple[EpochMetrics, ...] = ()
     error: str | None = None
     webhook: str | None = None
+    worker: str | None = None  # the training worker process running it
+    attempts: int = 0  # times a training worker took it up
 
     def to_json(self) -> str:
         """Return the record as stored."""

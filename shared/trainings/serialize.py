@@ -26,6 +26,7 @@ def serialize_training(training: Training) -> dict[str, Any]:
             for m in training.metrics
         ],
         "error": training.error,
+        "attempts": training.attempts,
         "created_at": isoformat(training.created_at),
         "started_at": isoformat(training.started_at),
         "finished_at": isoformat(training.finished_at),

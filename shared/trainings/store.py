@@ -2,7 +2,9 @@
 
 Each record is one JSON string under `lstmgen:training:<id>`; every change is a
 compare-and-set (WATCH) so a cancel and a worker's finish cannot overwrite each other, and the
-key's TTL follows the job TTLs (`JobTTLs`): the active one until final, then retention.
+key's TTL follows the job TTLs (`JobTTLs`): the active one until final, then retention. The
+running trainings are indexed with their record's writes, so that those of a training worker
+that stopped beating go back to the queue.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from shared.trainings.records import EpochMetrics, Progress, Training
 PREFIX = "lstmgen:training:"
 CANCEL_PREFIX = "lstmgen:training-cancel:"
 CORPUS_PREFIX = "lstmgen:training-corpus:"  # the text, kept apart from the record
+RUNNING_KEY = "lstmgen:trainings:running"  # ids of the running trainings
+BEAT_PREFIX = "lstmgen:training-worker:"  # a key per live training worker, with a TTL
 
 
 def training_key(training_id: str) -> str:
@@ -88,48 +92,89 @@ class TrainingStore:
                     ttl = self.ttls.final_s if changed.status.is_final else self.ttls.active_s
                     pipe.multi()
                     pipe.set(key, changed.to_json(), ex=ttl)
+                    if changed.status is JobStatus.RUNNING:
+                        pipe.zadd(RUNNING_KEY, {training_id: time.time()})
+                    else:
+                        pipe.zrem(RUNNING_KEY, training_id)
                     pipe.execute()
                     return changed
                 except redis.WatchError:
                     continue
 
-    def claim(self, training_id: str) -> Training | None:
-        """Mark a queued training running; None if it is not queued (canceled, say)."""
+    def claim(self, training_id: str, worker: str) -> Training | None:
+        """Mark a queued training running on `worker`; None if it is not queued (canceled, or
+        taken up by another worker)."""
         claimed: list[Training] = []
 
         def start(t: Training) -> Training | None:
             if t.status is not JobStatus.QUEUED:
                 return None
-            claimed.append(t.with_changes(status=JobStatus.RUNNING, started_at=time.time()))
-            return claimed[-1]
+            started = t.with_changes(
+                status=JobStatus.RUNNING,
+                started_at=time.time(),
+                worker=worker,
+                attempts=t.attempts + 1,
+            )
+            claimed.append(started)
+            return started
 
         self.change(training_id, start)
         return claimed[-1] if claimed else None
 
     def report(
-        self, training_id: str, progress: Progress, metrics: tuple[EpochMetrics, ...]
-    ) -> None:
-        """Record the progress and metrics of a running training."""
-        self.change(
+        self, training_id: str, worker: str, progress: Progress, metrics: tuple[EpochMetrics, ...]
+    ) -> bool:
+        """Record the progress and metrics of a training `worker` runs; False if it no longer
+        runs it (it ended, or another attempt took it over)."""
+        changed = self.change(
             training_id,
             lambda t: (
-                t.with_changes(progress=progress, metrics=metrics)
-                if t.status is JobStatus.RUNNING
-                else None
+                t.with_changes(progress=progress, metrics=metrics) if _runs(t, worker) else None
             ),
         )
+        return changed is not None and _runs(changed, worker)
 
-    def finish(self, training_id: str, status: JobStatus, error: str | None = None) -> Training:
-        """End a running or queued training with a final status (a final one stays)."""
+    def finish(
+        self, training_id: str, status: JobStatus, error: str | None = None, worker: str = ""
+    ) -> Training | None:
+        """End a training with a final status: one `worker` runs, or (no worker) a queued one;
+        None if it is not theirs to end (a final one stays, another attempt runs it)."""
 
         def end(t: Training) -> Training | None:
-            if t.status.is_final:
+            if not (_runs(t, worker) or (not worker and t.status is JobStatus.QUEUED)):
                 return None
             return t.with_changes(status=status, error=error, finished_at=time.time())
 
         ended = self.change(training_id, end)
-        assert ended is not None, f"training {training_id} vanished"
-        return ended
+        return ended if ended is not None and ended.status is status else None
+
+    def beat(self, worker: str, ttl_s: float) -> None:
+        """Say that a training worker is alive for `ttl_s` more seconds."""
+        self.client.set(BEAT_PREFIX + worker, "1", px=max(1, int(ttl_s * 1000)))
+
+    def withdraw(self, worker: str) -> None:
+        """Say that a training worker stopped."""
+        self.client.delete(BEAT_PREFIX + worker)
+
+    def requeue_lost(self, max_attempts: int) -> tuple[list[Training], list[Training]]:
+        """Put back in the queue the running trainings whose worker stopped beating, from
+        their first epoch; fail those lost `max_attempts` times. Return both lists."""
+        running: list[str] = self.client.zrange(RUNNING_KEY, 0, -1)  # type: ignore[assignment]
+        requeued: list[Training] = []
+        failed: list[Training] = []
+        for training_id in running:
+            found = self.get(training_id)
+            if found is None or found.status is not JobStatus.RUNNING:
+                self.client.zrem(RUNNING_KEY, training_id)
+                continue
+            if found.worker and self.client.exists(BEAT_PREFIX + found.worker):
+                continue
+            worker = found.worker
+            changed = self.change(training_id, lambda t: _lost(t, worker, max_attempts))  # noqa: B023
+            if changed is None or changed.worker == found.worker:
+                continue
+            (failed if changed.status.is_final else requeued).append(changed)
+        return requeued, failed
 
     def cancel(self, training_id: str) -> Training | None:
         """Cancel a training: a queued one ends now, a running one stops at its next step."""
@@ -146,3 +191,22 @@ class TrainingStore:
     def cancel_requested(self, training_id: str) -> bool:
         """Return whether a cancel was asked for."""
         return bool(self.client.exists(CANCEL_PREFIX + training_id))
+
+
+def _runs(training: Training, worker: str) -> bool:
+    """Return whether `worker` is the one running a training now."""
+    return training.status is JobStatus.RUNNING and bool(worker) and training.worker == worker
+
+
+def _lost(training: Training, worker: str | None, max_attempts: int) -> Training | None:
+    """Requeue, or fail, a training still running on a worker taken for dead."""
+    if training.status is not JobStatus.RUNNING or training.worker != worker:
+        return None
+    if training.attempts >= max_attempts:
+        message = f"training worker lost {training.attempts} times while running this training"
+        return training.with_changes(
+            status=JobStatus.FAILED, error=message, finished_at=time.time(), worker=None
+        )
+    return training.with_changes(
+        status=JobStatus.QUEUED, worker=None, started_at=None, progress=Progress(), metrics=()
+    )

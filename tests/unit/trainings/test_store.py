@@ -1,4 +1,4 @@
-"""TrainingStore against a real Redis: claim, progress, cancel and finish."""
+"""TrainingStore against a real Redis: claim, progress, cancel, finish, lost workers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import redis
 
 from shared.jobs.records import JobStatus, JobTTLs
 from shared.trainings.records import EpochMetrics, Progress, Training
-from shared.trainings.store import TrainingStore, training_key
+from shared.trainings.store import RUNNING_KEY, TrainingStore, training_key
 
 TTLS = JobTTLs(active_s=600, final_s=60)
 
@@ -26,24 +26,52 @@ def test_a_record_round_trips_and_is_seen_only_by_its_owner(redis_client: redis.
 
 def test_a_claimed_training_reports_progress_and_finishes_once(redis_client: redis.Redis) -> None:
     store = make(redis_client)
-    claimed = store.claim("t1")
+    claimed = store.claim("t1", "w1")
     assert claimed is not None and claimed.status is JobStatus.RUNNING
-    assert store.claim("t1") is None  # a second delivery of the message does nothing
-    store.report("t1", Progress(1, 1, 5, 5), (EpochMetrics(1, 2.5, 2.75),))
-    ended = store.finish("t1", JobStatus.SUCCEEDED)
+    assert (claimed.worker, claimed.attempts) == ("w1", 1)
+    assert store.claim("t1", "w2") is None  # a second delivery of the message does nothing
+    assert store.report("t1", "w1", Progress(1, 1, 5, 5), (EpochMetrics(1, 2.5, 2.75),))
+    assert not store.report("t1", "w2", Progress(1, 1, 9, 9), ())  # not w2's to write
+    assert store.finish("t1", JobStatus.FAILED, "not mine", worker="w2") is None
+    ended = store.finish("t1", JobStatus.SUCCEEDED, worker="w1")
+    assert ended is not None
     assert ended.progress == Progress(1, 1, 5, 5) and ended.metrics[0].val_loss_bpc == 2.75
-    assert store.finish("t1", JobStatus.FAILED, "late").status is JobStatus.SUCCEEDED
+    assert store.finish("t1", JobStatus.FAILED, "late", worker="w1") is None
+    assert store.get("t1").status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
     assert 0 < redis_client.ttl(training_key("t1")) <= TTLS.final_s
+    assert redis_client.zcard(RUNNING_KEY) == 0
 
 
 def test_cancel_ends_a_queued_training_and_flags_a_running_one(redis_client: redis.Redis) -> None:
     store = make(redis_client, "queued")
     canceled = store.cancel("queued")
     assert canceled is not None and canceled.status is JobStatus.CANCELED
-    assert store.claim("queued") is None  # never starts
+    assert store.claim("queued", "w1") is None  # never starts
 
     make(redis_client, "running")
-    store.claim("running")
+    store.claim("running", "w1")
     still = store.cancel("running")
     assert still is not None and still.status is JobStatus.RUNNING
     assert store.cancel_requested("running")
+
+
+def test_the_trainings_of_a_silent_worker_go_back_then_fail(redis_client: redis.Redis) -> None:
+    store = make(redis_client, "lost")
+    make(redis_client, "kept")
+    store.beat("alive", 60)
+    store.claim("kept", "alive")
+    store.claim("lost", "dead")
+    store.report("lost", "dead", Progress(1, 2, 3, 3), (EpochMetrics(1, 2.5, None),))
+    requeued, failed = store.requeue_lost(max_attempts=2)
+    assert [t.id for t in requeued] == ["lost"] and failed == []
+    again = store.get("lost")
+    assert again is not None and again.status is JobStatus.QUEUED and again.worker is None
+    assert again.progress == Progress() and again.metrics == ()  # it starts from the top
+    assert store.requeue_lost(max_attempts=2) == ([], [])  # once
+    assert not store.report("lost", "dead", Progress(2, 2, 3, 3), ())  # the old run is fenced
+    assert store.claim("lost", "alive") is not None  # attempt 2
+    store.withdraw("alive")
+    requeued, failed = store.requeue_lost(max_attempts=2)
+    assert [t.id for t in requeued] == ["kept"] and [t.id for t in failed] == ["lost"]
+    assert failed[0].error == "training worker lost 2 times while running this training"
+    assert failed[0].status is JobStatus.FAILED
