@@ -8,9 +8,10 @@ const MODEL_STORAGE = "lstmgen.model";
 const FINAL = new Set(["succeeded", "failed", "canceled", "timed_out", "expired"]);
 const FIELDS = ["model", "seed", "temperature", "length", "n", "top_k", "top_p", "random_seed", "stop"];
 const UPLOAD_FIELDS = ["name", "file", "vocab", "description"]; // inputs `upload-<field>`
-// inputs `train-<field>`: the fields of POST /v1/trainings
-const TRAIN_FIELDS = ["name", "text", "layers", "epochs", "seq_len", "batch_size", "learning_rate", "validation_split", "base_model"];
-const TRAIN_POLL_MS = 500;
+const TRAIN_FIELDS = [ // inputs `train-<field>`: the fields of POST /v1/trainings
+  "name", "text", "layers", "epochs", "seq_len", "batch_size", "learning_rate", "validation_split", "base_model",
+];
+const TRAIN_POLL_MS = 500; // how often a running training is looked at
 const NO_TRAINING = { status: "idle", progress: { epoch: 0, epochs: 1, step: 0, steps: 0 }, metrics: [] };
 const CURVE_SERIES = [
   { key: "loss_bpc", label: "training", color: "#2f6fde" },
@@ -1063,7 +1064,9 @@ function drawNow(context, scale, done) {
 
 // Lines between the epochs' losses and a dot on each; returns where the dots were drawn.
 function drawSeries(context, scale, { label, color, points }) {
-  const placed = points.map(([epoch, loss]) => ({ series: label, color, epoch, loss, x: scale.x(epoch), y: scale.y(loss) }));
+  const placed = points.map(([epoch, loss]) => {
+    return { series: label, color, epoch, loss, x: scale.x(epoch), y: scale.y(loss) };
+  });
   context.strokeStyle = color;
   context.fillStyle = color;
   context.lineWidth = 2;
@@ -1105,7 +1108,9 @@ function drawCurve(training) {
   const placed = series.flatMap((s) => drawSeries(context, scale, s));
   drawLegend(context, scale);
   canvas.dataset.points = JSON.stringify(placed);
-  const said = series.map((s) => `${s.label} ${s.points.map(([, loss]) => loss.toFixed(2)).join(", ") || "none yet"}`);
+  const said = series.map(({ label, points }) => {
+    return `${label} ${points.map(([, loss]) => loss.toFixed(2)).join(", ") || "none yet"}`;
+  });
   canvas.setAttribute("aria-label", `Loss per epoch in bits per character: ${said.join("; ")}`);
 }
 
