@@ -8,6 +8,15 @@ const MODEL_STORAGE = "lstmgen.model";
 const FINAL = new Set(["succeeded", "failed", "canceled", "timed_out", "expired"]);
 const FIELDS = ["model", "seed", "temperature", "length", "n", "top_k", "top_p", "random_seed", "stop"];
 const UPLOAD_FIELDS = ["name", "file", "vocab", "description"]; // inputs `upload-<field>`
+const TRAIN_FIELDS = [ // inputs `train-<field>`: the fields of POST /v1/trainings
+  "name", "text", "layers", "epochs", "seq_len", "batch_size", "learning_rate", "validation_split", "base_model",
+];
+const TRAIN_POLL_MS = 500; // how often a running training is looked at
+const NO_TRAINING = { status: "idle", progress: { epoch: 0, epochs: 1, step: 0, steps: 0 }, metrics: [] };
+const CURVE_SERIES = [
+  { key: "loss_bpc", label: "training", color: "#2f6fde" },
+  { key: "val_loss_bpc", label: "validation", color: "#d9822b" },
+];
 const MAX_STREAM_RETRIES = 6;
 const PREDICT_DELAY_MS = 150; // typing pause before the next-character chart is asked for
 const PREDICT_TOP = 20; // bars in the chart
@@ -22,6 +31,7 @@ const state = {
   texts: [], // one Text node per sample, that its generated characters are appended to
   models: [],
   predict: { timer: 0, ticket: 0, abort: null }, // the chart's pending and latest requests
+  training: { id: null, timer: 0, canceling: false, ended: false, shown: NO_TRAINING }, // the one followed
 };
 
 // ---------------------------------------------------------------- API access
@@ -123,7 +133,18 @@ function plainWords(error) {
   }
 }
 
-function showError(error) {
+// The input a problem's field names: the generate form's, else the upload form's.
+function pageInput(field) {
+  if (FIELDS.includes(field)) return $(field);
+  return UPLOAD_FIELDS.includes(field) ? $(`upload-${field}`) : null;
+}
+
+// The training form has a `name` too, so its errors are looked up in it alone.
+function trainInput(field) {
+  return TRAIN_FIELDS.includes(field) ? $(`train-${field}`) : null;
+}
+
+function showError(error, inputFor = pageInput) {
   clearError();
   const [title, detail] = error instanceof ApiError ? plainWords(error) : ["Something went wrong.", String(error)];
   const fields = error instanceof ApiError ? fieldErrors(error.problem) : [];
@@ -137,17 +158,31 @@ function showError(error) {
     item.textContent = field ? `${name}: ${message || "invalid value"}` : message;
     list.append(item);
     const base = field.replace(/\[.*$/, ""); // "stop[2]" marks the stop sequences box
-    const input = FIELDS.includes(base) ? $(base) : UPLOAD_FIELDS.includes(base) ? $(`upload-${base}`) : null;
-    if (input) input.classList.add("invalid");
+    const input = inputFor(base);
+    if (input) markInvalid(input, message || "invalid value");
   }
   $("error").hidden = false;
+}
+
+// Outline the input and say what is wrong right under it.
+function markInvalid(input, message) {
+  input.classList.add("invalid");
+  const note = element("div", message, "field-error small");
+  note.dataset.for = input.id;
+  input.after(note);
+}
+
+function clearInvalid(input) {
+  input.classList.remove("invalid");
+  for (const note of document.querySelectorAll(`.field-error[data-for="${input.id}"]`)) note.remove();
 }
 
 function clearError() {
   $("error").hidden = true;
   $("error-fields").replaceChildren();
-  for (const field of FIELDS) $(field).classList.remove("invalid");
-  for (const field of UPLOAD_FIELDS) $(`upload-${field}`).classList.remove("invalid");
+  for (const field of FIELDS) clearInvalid($(field));
+  for (const field of UPLOAD_FIELDS) clearInvalid($(`upload-${field}`));
+  for (const field of TRAIN_FIELDS) clearInvalid($(`train-${field}`));
 }
 
 // ---------------------------------------------------------------- models
@@ -809,6 +844,276 @@ async function upload(event) {
   }
 }
 
+// ---------------------------------------------------------------- training
+
+// "128, 128" is [128, 128]; anything else is sent as typed, for the server to name the field.
+function layersField(raw) {
+  const parts = raw.split(/[\s,]+/).filter(Boolean);
+  if (!parts.length) return undefined;
+  const layers = parts.map(Number);
+  return layers.every(Number.isInteger) ? layers : raw;
+}
+
+// A chosen file is read here and sent instead of the pasted text.
+async function trainingText() {
+  const file = $("train-file").files[0];
+  return file ? file.text() : $("train-text").value;
+}
+
+async function trainingBody() {
+  const body = { name: $("train-name").value.trim(), text: await trainingText() };
+  const optional = {
+    layers: layersField($("train-layers").value),
+    epochs: numberField("train-epochs", Number),
+    seq_len: numberField("train-seq_len", Number),
+    batch_size: numberField("train-batch_size", Number),
+    learning_rate: numberField("train-learning_rate", Number),
+    validation_split: numberField("train-validation_split", Number),
+    base_model: $("train-base_model").value.trim() || undefined,
+  };
+  for (const [key, value] of Object.entries(optional)) if (value !== undefined) body[key] = value;
+  return body;
+}
+
+async function train(event) {
+  event.preventDefault();
+  clearError();
+  $("train").disabled = true;
+  let training;
+  try {
+    training = await api("POST", "v1/trainings", await trainingBody());
+  } catch (error) {
+    showError(error, trainInput);
+    $("train").disabled = false;
+    return;
+  }
+  clearTimeout(state.training.timer);
+  state.training = { id: training.id, timer: 0, canceling: false, ended: false, shown: training };
+  showTraining(training);
+}
+
+// Show a record of the followed training, then look again soon unless it has ended.
+function showTraining(training) {
+  const followed = state.training;
+  if (training.id !== followed.id || followed.ended) return;
+  const ended = FINAL.has(training.status);
+  followed.ended = ended;
+  followed.shown = training;
+  renderTraining(training);
+  drawCurve(training);
+  $("train").disabled = !ended;
+  $("train-cancel").disabled = ended || followed.canceling;
+  clearTimeout(followed.timer);
+  if (ended) trainingEnded(training);
+  else followed.timer = setTimeout(pollTraining, TRAIN_POLL_MS);
+}
+
+async function pollTraining() {
+  const followed = state.training;
+  try {
+    showTraining(await api("GET", `v1/trainings/${followed.id}`));
+  } catch (error) {
+    if (followed !== state.training) return;
+    showError(error);
+    // A server that is briefly away is asked again; any other answer stops the polling.
+    if (error instanceof ApiError && (error.status === 0 || error.status >= 500)) {
+      followed.timer = setTimeout(pollTraining, 4 * TRAIN_POLL_MS);
+    } else {
+      $("train").disabled = false;
+      $("train-cancel").disabled = true;
+    }
+  }
+}
+
+async function cancelTraining() {
+  const followed = state.training;
+  if (!followed.id) return;
+  followed.canceling = true;
+  $("train-cancel").disabled = true;
+  try {
+    showTraining(await api("POST", `v1/trainings/${followed.id}/cancel`));
+  } catch (error) {
+    showError(error);
+    followed.canceling = false;
+    $("train-cancel").disabled = followed.ended;
+  }
+}
+
+// A trained model is selected at once; a failed training says why.
+async function trainingEnded(training) {
+  if (training.status === "succeeded") {
+    localStorage.setItem(MODEL_STORAGE, training.name);
+    $("model").value = training.name;
+    await loadModels();
+  } else if (training.status !== "canceled") {
+    const title = `The training ${training.status.replace("_", " ")}.`;
+    showError(new ApiError(-1, { title, detail: training.error ?? "" }));
+  }
+}
+
+// Epochs done, counting the running epoch's finished steps.
+function epochsDone({ epoch, step, steps }) {
+  return steps > 0 && step < steps ? epoch + step / steps : epoch;
+}
+
+function trainingWords(training) {
+  const { epoch, epochs, step, steps } = training.progress;
+  if (training.status === "queued") return "waiting for a training worker…";
+  const running = steps > 0 && step < steps;
+  const current = running || !steps ? Math.min(epoch + 1, epochs) : epoch;
+  const words = `epoch ${current} of ${epochs} · ${steps ? `step ${step} of ${steps}` : "starting"}`;
+  if (training.status === "succeeded") return `${words} · ${training.name}: ready to generate`;
+  if (state.training.canceling && !FINAL.has(training.status)) return `${words} · stopping…`;
+  return words;
+}
+
+function renderTraining(training) {
+  const status = $("train-status");
+  status.textContent = training.status.replace("_", " ");
+  status.className = `badge ${training.status}`;
+  $("train-id").textContent = training.id;
+  const epochs = training.progress.epochs;
+  const share = training.status === "succeeded" ? 1 : epochs ? epochsDone(training.progress) / epochs : 0;
+  const percent = Math.min(100, 100 * share);
+  const bar = $("train-progress-bar").parentElement;
+  $("train-progress-bar").style.width = `${percent}%`;
+  bar.setAttribute("aria-valuenow", String(Math.round(percent)));
+  bar.classList.toggle("done", training.status === "succeeded");
+  bar.classList.toggle("stopped", FINAL.has(training.status) && training.status !== "succeeded");
+  $("train-progress-text").textContent = trainingWords(training);
+}
+
+// ---------------------------------------------------------------- the loss curve
+
+// The canvas's backing store matches its CSS size times the screen's pixel ratio.
+function sizedCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 480;
+  const height = canvas.clientHeight || 240;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(height * ratio);
+  const context = canvas.getContext("2d");
+  context.setTransform(ratio, 0, 0, ratio, 0, 0);
+  return { context, width, height };
+}
+
+function curveSeries(metrics) {
+  return CURVE_SERIES.map(({ key, label, color }) => ({
+    label,
+    color,
+    points: metrics.filter((m) => typeof m[key] === "number").map((m) => [m.epoch, m[key]]),
+  }));
+}
+
+// Pixel positions of epochs (0 to the epochs asked for) and losses (0 to a whole number of bits).
+function curveScale(width, height, epochs, series) {
+  const losses = series.flatMap((s) => s.points.map(([, loss]) => loss));
+  const top = Math.max(1, Math.ceil(Math.max(0, ...losses)));
+  const plot = { left: 44, right: width - 14, top: 28, bottom: height - 36 };
+  return {
+    plot,
+    epochs,
+    top,
+    x: (epoch) => plot.left + (epoch / epochs) * (plot.right - plot.left),
+    y: (loss) => plot.bottom - (loss / top) * (plot.bottom - plot.top),
+  };
+}
+
+function drawAxes(context, scale) {
+  const { plot, epochs, top, x, y } = scale;
+  context.strokeStyle = "#dde1e7";
+  context.fillStyle = "#6b7483";
+  context.font = "11px system-ui, sans-serif";
+  context.lineWidth = 1;
+  context.textAlign = "right";
+  context.textBaseline = "middle";
+  const lossStep = Math.ceil(top / 5);
+  for (let loss = 0; loss <= top; loss += lossStep) {
+    context.beginPath();
+    context.moveTo(plot.left, y(loss));
+    context.lineTo(plot.right, y(loss));
+    context.stroke();
+    context.fillText(String(loss), plot.left - 6, y(loss));
+  }
+  context.textAlign = "center";
+  context.textBaseline = "top";
+  const epochStep = Math.ceil(epochs / 10);
+  for (let epoch = 0; epoch <= epochs; epoch += epochStep) {
+    context.fillText(String(epoch), x(epoch), plot.bottom + 5);
+  }
+  context.fillText("epoch", (plot.left + plot.right) / 2, plot.bottom + 20);
+  context.save();
+  context.translate(11, (plot.top + plot.bottom) / 2);
+  context.rotate(-Math.PI / 2);
+  context.fillText("bits per character", 0, -6);
+  context.restore();
+}
+
+// A dashed line where the running training is now.
+function drawNow(context, scale, done) {
+  const { plot, x } = scale;
+  context.save();
+  context.strokeStyle = "#8a93a3";
+  context.setLineDash([4, 4]);
+  context.beginPath();
+  context.moveTo(x(done), plot.top);
+  context.lineTo(x(done), plot.bottom);
+  context.stroke();
+  context.restore();
+}
+
+// Lines between the epochs' losses and a dot on each; returns where the dots were drawn.
+function drawSeries(context, scale, { label, color, points }) {
+  const placed = points.map(([epoch, loss]) => {
+    return { series: label, color, epoch, loss, x: scale.x(epoch), y: scale.y(loss) };
+  });
+  context.strokeStyle = color;
+  context.fillStyle = color;
+  context.lineWidth = 2;
+  context.beginPath();
+  placed.forEach((p, i) => (i ? context.lineTo(p.x, p.y) : context.moveTo(p.x, p.y)));
+  context.stroke();
+  for (const p of placed) {
+    context.beginPath();
+    context.arc(p.x, p.y, 3.5, 0, 2 * Math.PI);
+    context.fill();
+  }
+  return placed;
+}
+
+// The legend sits above the plot, where no point can be drawn.
+function drawLegend(context, scale) {
+  let left = scale.plot.left;
+  context.font = "12px system-ui, sans-serif";
+  context.textAlign = "left";
+  context.textBaseline = "middle";
+  for (const { label, color } of CURVE_SERIES) {
+    context.fillStyle = color;
+    context.fillRect(left, 10, 16, 3);
+    context.fillStyle = "#1d2430";
+    context.fillText(label, left + 21, 12);
+    left += 34 + context.measureText(label).width;
+  }
+}
+
+// Redraw the whole curve from the record; the dots drawn are kept in data-points.
+function drawCurve(training) {
+  const canvas = $("train-curve");
+  const { context, width, height } = sizedCanvas(canvas);
+  const series = curveSeries(training.metrics ?? []);
+  const scale = curveScale(width, height, Math.max(1, training.progress.epochs), series);
+  context.clearRect(0, 0, width, height);
+  drawAxes(context, scale);
+  if (training.status === "running") drawNow(context, scale, epochsDone(training.progress));
+  const placed = series.flatMap((s) => drawSeries(context, scale, s));
+  drawLegend(context, scale);
+  canvas.dataset.points = JSON.stringify(placed);
+  const said = series.map(({ label, points }) => {
+    return `${label} ${points.map(([, loss]) => loss.toFixed(2)).join(", ") || "none yet"}`;
+  });
+  canvas.setAttribute("aria-label", `Loss per epoch in bits per character: ${said.join("; ")}`);
+}
+
 function saveKey(event) {
   event.preventDefault();
   const key = $("api-key").value.trim();
@@ -826,9 +1131,18 @@ function start() {
   $("generate-form").addEventListener("submit", generate);
   $("upload-form").addEventListener("submit", upload);
   for (const field of UPLOAD_FIELDS) {
-    $(`upload-${field}`).addEventListener("input", () => $(`upload-${field}`).classList.remove("invalid"));
+    $(`upload-${field}`).addEventListener("input", () => clearInvalid($(`upload-${field}`)));
   }
   $("cancel").addEventListener("click", cancel);
+  $("train-form").addEventListener("submit", train);
+  $("train-cancel").addEventListener("click", cancelTraining);
+  $("train-file").addEventListener("change", () => {
+    $("train-file-note").hidden = !$("train-file").files.length;
+    clearInvalid($("train-text"));
+  });
+  for (const field of TRAIN_FIELDS) {
+    $(`train-${field}`).addEventListener("input", () => clearInvalid($(`train-${field}`)));
+  }
   $("copy-output").addEventListener("click", () => copyText(wholeOutput(), $("copy-state")));
   $("download-output").addEventListener("click", () => {
     if (state.job) downloadText(wholeOutput(), `lstmgen-${state.job.id}.txt`);
@@ -841,10 +1155,12 @@ function start() {
     $("temperature-value").textContent = event.target.value;
     schedulePredict();
   });
-  for (const field of FIELDS) $(field).addEventListener("input", () => $(field).classList.remove("invalid"));
+  for (const field of FIELDS) $(field).addEventListener("input", () => clearInvalid($(field)));
   loadLimits();
   loadModels();
   refreshJobs();
+  drawCurve(NO_TRAINING);
+  window.addEventListener("resize", () => drawCurve(state.training.shown));
 }
 
 start();

@@ -57,7 +57,7 @@ def test_upload_then_generate(page: Page, stack: ApiHandle, tmp_path: Path) -> N
 
     page.fill("#seed", "the ")
     page.fill("#length", "80")
-    page.locator("details summary").click()
+    page.locator("#generate-form details summary").click()
     page.fill("#random_seed", "5")
     page.click("#generate")
     expect(page.locator("#job-status")).to_have_text("succeeded")
