@@ -55,6 +55,15 @@ class Services:
             trainings=TrainingStore.from_settings(settings),
         )
 
+    def replicas_short(self) -> tuple[int, int] | None:
+        """Wait for `redis_min_replicas` replicas to hold every write so far (what this
+        request stored among them); None if they do, else (how many did, how many must)."""
+        wanted = self.settings.redis_min_replicas
+        if wanted == 0:
+            return None
+        held = self.store.replicated(wanted, self.settings.redis_replica_timeout_s)
+        return None if held >= wanted else (held, wanted)
+
     def model_names(self) -> list[str]:
         """Return the names of the model directory's models (every key may use them)."""
         return list(self.models.names())

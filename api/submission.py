@@ -262,13 +262,11 @@ def _enqueue(services: Services, job: NewJob) -> None:
 def _confirm_replicated(services: Services, job_id: str) -> None:
     """Answer 201 only once `redis_min_replicas` replicas hold the job and its message, so
     that an accepted job survives the primary's death; 503 if they do not in time."""
+    short = services.replicas_short()
+    if short is None:
+        return
+    held, wanted = short
     settings = services.settings
-    wanted = settings.redis_min_replicas
-    if wanted == 0:
-        return
-    held = services.store.replicated(wanted, settings.redis_replica_timeout_s)
-    if held >= wanted:
-        return
     detail = (
         f"job {job_id} is stored, but {held} of the {wanted} replicas it must reach confirmed "
         f"it within {settings.redis_replica_timeout_s:g} s; it may still run: send the request "

@@ -156,12 +156,12 @@ def receive(
 
 def _confirm_replicated(services: Services, name: str) -> None:
     """Answer only once `redis_min_replicas` replicas hold the model (as for a job)."""
-    settings = services.settings
-    wanted = settings.redis_min_replicas
-    if wanted and services.store.replicated(wanted, settings.redis_replica_timeout_s) < wanted:
+    short = services.replicas_short()
+    if short is not None:
+        held, wanted = short
         raise _unavailable(
-            f"model {name!r} is stored, but fewer than {wanted} replicas confirmed it in time; "
-            "PUT it again to be sure it survives a failover"
+            f"model {name!r} is stored, but {held} of the {wanted} replicas it must reach "
+            "confirmed it in time; PUT it again to be sure it survives a failover"
         )
 
 

@@ -353,7 +353,7 @@ class JobStore:
 
     def replicated(self, replicas: int, timeout_s: float) -> int:
         """Wait until `replicas` replicas hold every write the primary has applied so far
-        (this job's record and its broker message among them); return how many do.
+        (those of the caller's request among them); return how many do.
 
         WAIT covers the writes of its own connection, so a write goes first on the same
         connection: the primary applies writes in one order, and a replica that holds this
