@@ -32,6 +32,7 @@ JOBS_KEY = PREFIX + "jobs"  # hash: status -> jobs that reached it
 CHARS_KEY = PREFIX + "chars"  # hash: model -> characters generated
 DELIVERIES_KEY = PREFIX + "webhook_deliveries"  # hash: outcome -> delivery attempts
 KEY_REJECTIONS_KEY = PREFIX + "key_rejections"  # hash: "<key name>|<limit>" -> 429s
+TRAININGS_KEY = PREFIX + "trainings"  # hash: status -> trainings that reached it
 KOMBU_SEP = "\x06\x16"  # kombu's separator in priority queue names
 KOMBU_PRIORITIES = (0, 3, 6, 9)  # kombu's default priority steps: one Redis list each
 
@@ -127,6 +128,13 @@ def record_finished(
     if total_s is not None and math.isfinite(total_s) and total_s >= 0:
         _observe(pipe, TIME_TO_FINISH, (model, status), total_s)
     _execute(pipe, f"finished job ({model}, {status})")
+
+
+def record_training(client: redis.Redis, status: str) -> None:
+    """Count one training entering `status` (queued at create, then its final status)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(TRAININGS_KEY, status, 1)
+    _execute(pipe, f"training {status}")
 
 
 def record_key_rejection(client: redis.Redis, key_name: str, limit: str) -> None:
@@ -270,11 +278,12 @@ class RedisCollector(Collector):
             CHARS_KEY,
             DELIVERIES_KEY,
             KEY_REJECTIONS_KEY,
+            TRAININGS_KEY,
             *(h.key for h in HISTOGRAMS),
         )
         for key in keys:
             pipe.hgetall(key)
-        jobs, chars, deliveries, rejections, *hists = pipe.execute()
+        jobs, chars, deliveries, rejections, trainings, *hists = pipe.execute()
         workers = live_workers(client)
         families: list[Metric] = [
             _labelled(
@@ -282,6 +291,14 @@ class RedisCollector(Collector):
                     "lstmgen_jobs", "Jobs created (queued) and ended, by status.", labels=["status"]
                 ),
                 _counts(jobs).items(),
+            ),
+            _labelled(
+                CounterMetricFamily(
+                    "lstmgen_trainings",
+                    "Trainings created (queued) and ended, by status.",
+                    labels=["status"],
+                ),
+                _counts(trainings).items(),
             ),
             _labelled(
                 CounterMetricFamily(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared import metrics
 from shared.catalog.archive import ArchiveError, ArchiveLimits
 from shared.catalog.catalog import ModelCatalog
 from shared.catalog.publish import publish_folder
@@ -118,6 +119,7 @@ def run_training(
         log.warning("training %s was taken over by another attempt; this one ends", training_id)
         return None
     store.drop_corpus(training_id)
+    metrics.record_training(store.client, status.value)
     emit_training_event(store, ended, WebhookEvent.COMPLETED, settings.base_url)
     log.info("training %s ended %s", training_id, status.value)
     return status

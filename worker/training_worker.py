@@ -20,7 +20,7 @@ import redis
 from celery import Celery
 from celery.exceptions import Reject
 
-from shared import logs
+from shared import logs, metrics
 from shared.catalog.catalog import ModelCatalog
 from shared.celery_app import TRAIN_TASK, TRAINING_QUEUE, enqueue_training
 from shared.settings import Settings
@@ -119,6 +119,7 @@ class TrainingRole:
         for training in failed:
             log.warning("training %s failed: %s", training.id, training.error)
             self.store.drop_corpus(training.id)
+            metrics.record_training(self.store.client, training.status.value)
             emit_training_event(
                 self.store, training, WebhookEvent.COMPLETED, self.settings.base_url
             )

@@ -64,8 +64,12 @@ def test_counters_from_many_recorders_add_up(client: redis.Redis) -> None:
     metrics.record_delivery(client, "delivered")
     metrics.record_delivery(client, "retry")
     metrics.record_delivery(client, "retry")
+    metrics.record_training(client, "queued")
+    metrics.record_training(client, "succeeded")
     found = scrape(client)
     assert found[("lstmgen_redis_up", ())] == 1
+    assert found[("lstmgen_trainings_total", (("status", "queued"),))] == 1
+    assert found[("lstmgen_trainings_total", (("status", "succeeded"),))] == 1
     assert found[("lstmgen_jobs_total", (("status", "queued"),))] == 3
     assert found[("lstmgen_jobs_total", (("status", "succeeded"),))] == 2
     assert found[("lstmgen_jobs_total", (("status", "canceled"),))] == 1
