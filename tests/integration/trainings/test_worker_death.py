@@ -9,6 +9,7 @@ generation worker then serves.
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 import redis
@@ -72,7 +73,14 @@ def test_a_training_whose_worker_dies_is_trained_again_by_another(
     assert frozen is not None and frozen.status.value == "running", frozen
     assert frozen.attempts == 1
     doomed.kill()
+    killed_at = time.monotonic()
 
+    def taken_up_again() -> bool:
+        found = store.get(training_id)
+        return found is not None and found.attempts == 2
+
+    wait_for(taken_up_again, TRAIN_TIMEOUT_S, "another training worker to take it up")
+    print(f"\ntraining taken up again {time.monotonic() - killed_at:.1f} s after the kill")
     ended = wait_training(alice, training_id, TRAIN_TIMEOUT_S)
     assert ended["status"] == "succeeded", ended
     assert ended["attempts"] == 2
