@@ -14,7 +14,8 @@ from api.auth import authenticate, current_owner
 from api.problems import FieldError, Problem, invalid, not_found
 from api.services import Services, services
 from api.submission import requested_wait
-from api.validation import MAX_WEBHOOK_CHARS, read_json_object, validate
+from api.training_form import FLOAT_FIELDS, INT_FIELDS, read_training_form
+from api.validation import JSON_TYPES, MAX_WEBHOOK_CHARS, read_json_object, validate
 from shared.celery_app import enqueue_training
 from shared.engine.registry import NAME_PATTERN
 from shared.jobs.records import JOB_ID_PATTERN, JobStatus
@@ -88,6 +89,19 @@ def _check_request(svc: Services, body: TrainingRequest, owner: str) -> None:
         raise Problem(409, "Conflict", detail, "model-name-taken", [FieldError("name", detail)])
 
 
+def _read_body(svc: Services) -> dict[str, Any]:
+    """Return the request as a JSON body: JSON itself, or a form with the corpus as `file`."""
+    if request.mimetype == "multipart/form-data":
+        return read_training_form(request, svc.settings.max_training_chars)
+    if request.mimetype and request.mimetype not in JSON_TYPES:
+        detail = (
+            "send the training as JSON (Content-Type: application/json) or as "
+            f"multipart/form-data with the corpus as the file `file`, not {request.mimetype}"
+        )
+        raise Problem(415, "Unsupported media type", detail, "unsupported-media-type")
+    return read_json_object(request)
+
+
 def _wait(svc: Services, training: Training, wait: float) -> Training:
     deadline = time.monotonic() + wait
     while not training.status.is_final and time.monotonic() < deadline:
@@ -101,7 +115,7 @@ def create_training() -> Response:
     """Queue a training; on success its model is registered under `name`."""
     svc = services()
     owner = current_owner()
-    body: TrainingRequest = validate(TrainingRequest, read_json_object(request))
+    body: TrainingRequest = validate(TrainingRequest, _read_body(svc))
     _check_request(svc, body, owner)
     params = body.model_dump(exclude={"text", "webhook", "name"})
     params["chars"] = len(body.text)
@@ -155,12 +169,45 @@ def _ok(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ref}}}
 
 
+def _form_schema() -> dict[str, Any]:
+    """Return the multipart form of a training: the JSON body's fields, the corpus a file."""
+    fields = TrainingRequest.model_json_schema()["properties"]
+    numbers = {
+        key: {k: v for k, v in fields[key].items() if k not in ("default", "title")}
+        for key in INT_FIELDS + FLOAT_FIELDS
+    }
+    return {
+        "type": "object",
+        "required": ["name", "file"],
+        "properties": {
+            "name": {k: v for k, v in fields["name"].items() if k != "title"},
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "description": "The corpus to train on, UTF-8 text.",
+            },
+            "layers": {
+                "type": "string",
+                "description": 'Units per LSTM layer: "128,128" or a JSON list.',
+            },
+            **numbers,
+            "base_model": {
+                "type": "string",
+                "minLength": 1,
+                "description": "A model to train further.",
+            },
+            "webhook": {"type": "string", "maxLength": MAX_WEBHOOK_CHARS},
+        },
+    }
+
+
 def openapi_schemas() -> dict[str, Any]:
     """Return the schemas of a training request and of a training."""
     nullable_time = {"type": ["string", "null"], "format": "date-time"}
     counts = ("epoch", "epochs", "step", "steps")
     return {
         "TrainingRequest": TrainingRequest.model_json_schema(),
+        "TrainingForm": _form_schema(),
         "Training": {
             "type": "object",
             "required": ["id", "status", "name", "params", "progress", "metrics"],
@@ -214,6 +261,7 @@ def openapi_paths(auth: bool) -> dict[str, Any]:
     if auth:
         errors["401"] = _problem("Missing or unknown API key")
     body = {"$ref": "#/components/schemas/TrainingRequest"}
+    form = {"$ref": "#/components/schemas/TrainingForm"}
     return {
         "/v1/trainings": {
             "post": {
@@ -224,14 +272,17 @@ def openapi_paths(auth: bool) -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": body}},
+                    "content": {
+                        "application/json": {"schema": body},
+                        "multipart/form-data": {"schema": form},
+                    },
                 },
                 "responses": {
                     "201": _ok("Queued (or final, with `Prefer: wait`)"),
                     "400": _problem("The body is not a JSON object"),
                     "409": _problem("The name is in use"),
-                    "413": _problem("The body is too large"),
-                    "415": _problem("The body is not JSON"),
+                    "413": _problem("The body, or the corpus file, is too large"),
+                    "415": _problem("The body is neither JSON nor a multipart form"),
                     "422": _problem("A field breaks the rules"),
                     **errors,
                 },

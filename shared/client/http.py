@@ -361,10 +361,26 @@ class Client:
         """Ask the service to cancel the job; return it as it stands after the request."""
         return Job.from_json(self._request("POST", f"/v1/jobs/{job_id}/cancel"))
 
-    def create_training(self, body: Mapping[str, Any], *, wait: float | None = None) -> Any:
-        """Queue a training (see `POST /v1/trainings`); return the training as JSON."""
+    def create_training(
+        self,
+        body: Mapping[str, Any],
+        *,
+        file: str | Path | None = None,
+        wait: float | None = None,
+    ) -> Any:
+        """Queue a training (see `POST /v1/trainings`); return the training as JSON.
+
+        With `file`, the corpus is that UTF-8 text file, sent as a multipart form (no body
+        size limit but the corpus's), and `body` holds the other fields."""
         headers = {} if wait is None else {"Prefer": f"wait={wait:g}"}
-        return self._request("POST", "/v1/trainings", json=dict(body), headers=headers)
+        if file is None:
+            return self._request("POST", "/v1/trainings", json=dict(body), headers=headers)
+        path = Path(file)
+        fields = {k: _form_field(v) for k, v in body.items() if v is not None}
+        with path.open("rb") as corpus:
+            files = {"file": (path.name, corpus, "text/plain; charset=utf-8")}
+            return self._request("POST", "/v1/trainings", data=fields, files=files,
+                                 headers=headers, timeout=UPLOAD_TIMEOUT_S)  # fmt: skip
 
     def training(self, training_id: str) -> Any:
         """Return a training, with its progress and metrics, as JSON."""
@@ -526,6 +542,11 @@ def _model_info(item: Any) -> ModelInfo:
         return ModelInfo(item, {})
     properties = item.get("properties", item)
     return ModelInfo(str(item.get("name", properties.get("name", ""))), properties)
+
+
+def _form_field(value: Any) -> str:
+    """Return a field's value as a form sends it: lists as JSON, the rest as text."""
+    return json.dumps(value) if isinstance(value, list | tuple) else str(value)
 
 
 def _raise_for_problem(response: httpx.Response) -> None:

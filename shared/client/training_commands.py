@@ -1,5 +1,8 @@
 """`lstmgen trainings create|status|cancel`: train a model on a server.
 
+`create` sends the corpus file as a multipart form, so its size is limited only by the
+server's `LSTMGEN_MAX_TRAINING_CHARS`.
+
 `--follow` shows a bar of the steps of each epoch with the losses until the training ends.
 Exit status: 0 the training succeeded (or the request was made), 1 it ended otherwise, 2 the
 request failed.
@@ -36,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     create = verbs.add_parser("create", parents=[common], help="train a model on a text file")
     create.add_argument("name", help="the name the trained model is registered under")
-    create.add_argument("corpus", type=Path, help="a UTF-8 text file")
+    create.add_argument("corpus", type=Path, nargs="?", help="a UTF-8 text file (or --file)")
+    create.add_argument("--file", type=Path, help="the UTF-8 text file to train on")
     create.add_argument("--layers", default="128", help="units per LSTM layer, comma-separated")
     create.add_argument("--epochs", type=int, default=1)
     create.add_argument("--seq-len", type=int, default=100)
@@ -44,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("--learning-rate", type=float, default=0.002)
     create.add_argument("--validation-split", type=float, default=0.1)
     create.add_argument("--base-model", help="continue training this model")
+    create.add_argument("--webhook", help="a URL that receives the start and completed events")
     create.set_defaults(handler=_guarded(_create))
 
     for verb, what in (("status", "show a training"), ("cancel", "cancel a training")):
@@ -53,9 +58,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _create(args: argparse.Namespace) -> int:
+    corpus = args.file or args.corpus
+    if corpus is None or (args.file and args.corpus):
+        print("lstmgen trainings create: error: give the corpus once, as --file PATH",
+              file=sys.stderr)  # fmt: skip
+        return 2
     body: dict[str, Any] = {
         "name": args.name,
-        "text": args.corpus.read_text(encoding="utf-8"),
         "layers": [int(units) for units in args.layers.split(",")],
         "epochs": args.epochs,
         "seq_len": args.seq_len,
@@ -65,8 +74,10 @@ def _create(args: argparse.Namespace) -> int:
     }
     if args.base_model:
         body["base_model"] = args.base_model
+    if args.webhook:
+        body["webhook"] = args.webhook
     with _client(args) as client:
-        return _report(args, client, client.create_training(body))
+        return _report(args, client, client.create_training(body, file=corpus))
 
 
 def _status(args: argparse.Namespace) -> int:
