@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import authenticate, current_owner
 from api.problems import FieldError, Problem, invalid, not_found
 from api.services import Services, services
+from api.streaming import LAST_EVENT_ID, sse_response, training_events
 from api.submission import requested_wait
 from api.training_form import FLOAT_FIELDS, INT_FIELDS, read_training_form
 from api.validation import JSON_TYPES, MAX_WEBHOOK_CHARS, read_json_object, validate
@@ -146,6 +147,17 @@ def get_training(training_id: str) -> Response:
     return _response(_owned(training_id))
 
 
+@bp.get("/<training_id>/events")
+def stream_training(training_id: str) -> Response:
+    """Stream a training's status, progress and metrics as Server-Sent Events until it ends."""
+    training = _owned(training_id)
+    header = request.headers.get("Last-Event-ID")
+    after, field = (header, "Last-Event-ID") if header else (request.args.get("after"), "after")
+    if after is not None and not LAST_EVENT_ID.match(after):
+        raise invalid([FieldError(field, "must be an event id from this stream")])
+    return sse_response(training_events(services().trainings, training.id, after or "0-0"))
+
+
 @bp.post("/<training_id>/cancel")
 def cancel_training(training_id: str) -> Response:
     """Cancel a training: a queued one ends now, a running one at its next step."""
@@ -208,6 +220,19 @@ def openapi_schemas() -> dict[str, Any]:
     return {
         "TrainingRequest": TrainingRequest.model_json_schema(),
         "TrainingForm": _form_schema(),
+        "TrainingEvent": {
+            "description": "One Server-Sent Event; `data` is JSON: {status, error?} for "
+            "`status` and {status} for `done`, the training's `progress` for `progress`, one "
+            "epoch's losses for `metrics`.",
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "id": {"type": "string", "pattern": LAST_EVENT_ID.pattern},
+                "event": {"type": "string", "enum": ["status", "progress", "metrics", "done"]},
+                "data": {"type": "string", "contentMediaType": "application/json"},
+                "retry": {"type": "integer"},
+            },
+        },
         "Training": {
             "type": "object",
             "required": ["id", "status", "name", "params", "progress", "metrics"],
@@ -294,6 +319,39 @@ def openapi_paths(auth: bool) -> dict[str, Any]:
                 "operationId": "getTraining",
                 "summary": "A training with its progress and metrics",
                 "responses": {"200": _ok("OK"), **errors},
+            },
+        },
+        "/v1/trainings/{training_id}/events": {
+            "parameters": [training_id],
+            "get": {
+                "operationId": "streamTraining",
+                "summary": "Server-Sent Events: `status`, `progress`, `metrics`, then `done`",
+                "parameters": [
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "description": "Resume after this event.",
+                        "schema": {"type": "string", "pattern": LAST_EVENT_ID.pattern},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "description": "Resume after this event (Last-Event-ID wins).",
+                        "schema": {"type": "string", "pattern": LAST_EVENT_ID.pattern},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The events so far, then each as it happens",
+                        "content": {
+                            "text/event-stream": {
+                                "schema": {"$ref": "#/components/schemas/TrainingEvent"}
+                            }
+                        },
+                    },
+                    "422": _problem("Last-Event-ID or after is not an event id"),
+                    **errors,
+                },
             },
         },
         "/v1/trainings/{training_id}/cancel": {

@@ -4,17 +4,23 @@ Each record is one JSON string under `lstmgen:training:<id>`; every change is a
 compare-and-set (WATCH) so a cancel and a worker's finish cannot overwrite each other, and the
 key's TTL follows the job TTLs (`JobTTLs`): the active one until final, then retention. The
 running trainings are indexed with their record's writes, so that those of a training worker
-that stopped beating go back to the queue.
+that stopped beating go back to the queue. The same transaction appends what changed to the
+training's event stream (`lstmgen:training-events:<id>`, with the record's TTL): `status`,
+`progress`, `metrics` (one per finished epoch) and, last, `done`, whose stream ids are the SSE
+ids.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
 
 import redis
 
-from shared.jobs.records import JobStatus, JobTTLs
+from shared.jobs.records import JobEvent, JobStatus, JobTTLs
 from shared.redis_connection import connect
 from shared.settings import Settings
 from shared.trainings.records import EpochMetrics, Progress, Training
@@ -24,11 +30,34 @@ CANCEL_PREFIX = "lstmgen:training-cancel:"
 CORPUS_PREFIX = "lstmgen:training-corpus:"  # the text, kept apart from the record
 RUNNING_KEY = "lstmgen:trainings:running"  # ids of the running trainings
 BEAT_PREFIX = "lstmgen:training-worker:"  # a key per live training worker, with a TTL
+EVENTS_PREFIX = "lstmgen:training-events:"
 
 
 def training_key(training_id: str) -> str:
     """Return the key of a training record."""
     return PREFIX + training_id
+
+
+def events_key(training_id: str) -> str:
+    """Return the key of a training's event stream."""
+    return EVENTS_PREFIX + training_id
+
+
+def changes(before: Training | None, after: Training) -> list[tuple[str, dict[str, Any]]]:
+    """Return the events that tell the change from `before` (None: a new record) to `after`."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    if before is None or before.status is not after.status:
+        status: dict[str, Any] = {"status": after.status.value}
+        if after.error is not None:
+            status["error"] = after.error
+        events.append(("status", status))
+    for metrics in after.metrics[len(before.metrics) if before else 0 :]:
+        events.append(("metrics", asdict(metrics)))
+    if before is not None and before.progress != after.progress:
+        events.append(("progress", asdict(after.progress)))
+    if after.status.is_final and (before is None or not before.status.is_final):
+        events.append(("done", {"status": after.status.value}))
+    return events
 
 
 class TrainingStore:
@@ -47,7 +76,40 @@ class TrainingStore:
     def create(self, training: Training) -> bool:
         """Store a new record; False if one with its id exists."""
         key = training_key(training.id)
-        return bool(self.client.set(key, training.to_json(), nx=True, ex=self.ttls.active_s))
+        with self.client.pipeline() as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                if pipe.exists(key):
+                    return False
+                pipe.multi()
+                pipe.set(key, training.to_json(), ex=self.ttls.active_s)
+                self._append(pipe, None, training, self.ttls.active_s)
+                pipe.execute()
+            except redis.WatchError:  # made meanwhile under the same id
+                return False
+        return True
+
+    def _append(
+        self, pipe: redis.client.Pipeline, before: Training | None, after: Training, ttl: int
+    ) -> None:
+        """Queue on `pipe` the events of a change, and the stream's TTL (the record's)."""
+        key = events_key(after.id)
+        for event, data in changes(before, after):
+            pipe.xadd(key, {"event": event, "data": json.dumps(data)})
+        pipe.expire(key, ttl)
+
+    def read_events(
+        self, training_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 500
+    ) -> list[JobEvent]:
+        """Return the events after stream id `after`, waiting up to `block_ms` for some."""
+        reply: Any = self.client.xread(
+            {events_key(training_id): after}, count=count, block=block_ms
+        )
+        return [
+            JobEvent(str(entry_id), entry["event"], entry["data"])
+            for _stream, entries in reply or []
+            for entry_id, entry in entries
+        ]
 
     def put_corpus(self, training_id: str, text: str) -> None:
         """Keep a training's corpus until its worker takes it."""
@@ -92,6 +154,7 @@ class TrainingStore:
                     ttl = self.ttls.final_s if changed.status.is_final else self.ttls.active_s
                     pipe.multi()
                     pipe.set(key, changed.to_json(), ex=ttl)
+                    self._append(pipe, current, changed, ttl)
                     if changed.status is JobStatus.RUNNING:
                         pipe.zadd(RUNNING_KEY, {training_id: time.time()})
                     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from flask.testing import FlaskClient
 
 from api.services import Services
 from api.training_form import parse_layers
+from shared.jobs.records import JobStatus
 from shared.settings import Settings
 
 MAX_CHARS = 200
@@ -106,3 +108,35 @@ def test_a_body_neither_json_nor_a_form_is_415_saying_both(client: FlaskClient) 
     answer = client.post("/v1/trainings", data="name=x", content_type="text/plain")
     assert answer.status_code == 415
     assert "multipart/form-data" in answer.get_json()["detail"]
+
+
+def read_stream(client: FlaskClient, path: str, **headers: str) -> list[tuple[str, str, Any]]:
+    """Return the (id, event, data) of a finished training's SSE stream."""
+    answer = client.get(path, headers=headers)
+    assert answer.status_code == 200 and answer.mimetype == "text/event-stream"
+    messages = answer.get_data(as_text=True).split("\n\n")
+    assert messages[0] == "retry: 1000"
+    found = []
+    for message in messages[1:]:
+        if message:
+            lines = dict(line.split(": ", 1) for line in message.splitlines())
+            found.append((lines["id"], lines["event"], json.loads(lines["data"])))
+    return found
+
+
+def test_the_events_of_a_training_stream_until_done_and_resume(
+    client: FlaskClient, services: Services
+) -> None:
+    created = client.post("/v1/trainings", json={"name": "fox", "text": CORPUS}).get_json()
+    path = f"/v1/trainings/{created['id']}/events"
+    services.trainings.claim(created["id"], "w1")
+    services.trainings.finish(created["id"], JobStatus.SUCCEEDED, worker="w1")
+    events = read_stream(client, path)
+    assert [(event, data["status"]) for _, event, data in events] == [
+        ("status", "queued"), ("status", "running"), ("status", "succeeded"), ("done", "succeeded"),
+    ]  # fmt: skip
+    assert read_stream(client, path, **{"Last-Event-ID": events[1][0]}) == events[2:]
+    assert read_stream(client, f"{path}?after={events[2][0]}") == events[3:]
+    bad = client.get(f"{path}?after=yesterday")
+    assert bad.status_code == 422 and fields(bad) == ["after"]
+    assert client.get("/v1/trainings/0123456789abcdef0123456789abcdef/events").status_code == 404

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import redis
 
 from shared.jobs.records import JobStatus, JobTTLs
 from shared.trainings.records import EpochMetrics, Progress, Training
-from shared.trainings.store import RUNNING_KEY, TrainingStore, training_key
+from shared.trainings.store import RUNNING_KEY, TrainingStore, events_key, training_key
 
 TTLS = JobTTLs(active_s=600, final_s=60)
 
@@ -75,3 +77,48 @@ def test_the_trainings_of_a_silent_worker_go_back_then_fail(redis_client: redis.
     assert [t.id for t in requeued] == ["kept"] and [t.id for t in failed] == ["lost"]
     assert failed[0].error == "training worker lost 2 times while running this training"
     assert failed[0].status is JobStatus.FAILED
+
+
+def test_every_change_is_appended_to_the_event_stream_in_order(redis_client: redis.Redis) -> None:
+    store = make(redis_client)
+    store.claim("t1", "w1")
+    store.report("t1", "w1", Progress(0, 2, 3, 10), ())
+    store.report("t1", "w1", Progress(1, 2, 10, 10), (EpochMetrics(1, 2.5, None),))
+    store.report("t1", "w1", Progress(1, 2, 10, 10), (EpochMetrics(1, 2.5, None),))  # the same
+    store.finish("t1", JobStatus.FAILED, "boom", worker="w1")
+    events = store.read_events("t1")
+    assert [(e.event, json.loads(e.data)) for e in events] == [
+        ("status", {"status": "queued"}),
+        ("status", {"status": "running"}),
+        ("progress", {"epoch": 0, "epochs": 2, "step": 3, "steps": 10}),
+        ("metrics", {"epoch": 1, "loss_bpc": 2.5, "val_loss_bpc": None}),
+        ("progress", {"epoch": 1, "epochs": 2, "step": 10, "steps": 10}),
+        ("status", {"status": "failed", "error": "boom"}),
+        ("done", {"status": "failed"}),
+    ]
+    assert [e.id for e in store.read_events("t1", events[3].id)] == [e.id for e in events[4:]]
+    assert 0 < redis_client.ttl(events_key("t1")) <= TTLS.final_s
+    store.finish("t1", JobStatus.SUCCEEDED, worker="w1")  # a final record stays: nothing is told
+    assert len(store.read_events("t1")) == len(events)
+
+
+def test_a_training_canceled_while_queued_tells_its_end(redis_client: redis.Redis) -> None:
+    store = make(redis_client)
+    store.cancel("t1")
+    assert [e.event for e in store.read_events("t1")] == ["status", "status", "done"]
+    assert 0 < redis_client.ttl(events_key("t1")) <= TTLS.final_s
+
+
+def test_a_training_requeued_from_a_lost_worker_tells_its_restart(
+    redis_client: redis.Redis,
+) -> None:
+    store = make(redis_client)
+    store.claim("t1", "dead")
+    store.report("t1", "dead", Progress(0, 1, 4, 10), ())
+    requeued, _ = store.requeue_lost(max_attempts=3)
+    assert [t.id for t in requeued] == ["t1"]
+    told = [(e.event, json.loads(e.data)) for e in store.read_events("t1")][3:]
+    assert told == [
+        ("status", {"status": "queued"}),
+        ("progress", {"epoch": 0, "epochs": 0, "step": 0, "steps": 0}),
+    ]
