@@ -76,12 +76,9 @@ def predict_next(name: str) -> Response:
     """Return the next-character distribution after a seed, most likely first."""
     model = services().load_model(name, owner=current_owner())
     body: PredictRequest = validate(PredictRequest, read_json_object(request))
-    if model.source is ModelSource.UPLOAD:
-        detail = f"model {name!r} is uploaded: its weights are on the workers, submit a job"
-        raise Problem(409, "Conflict", detail, "model-on-workers")
     check_seed(model, body.seed, body.unknown_chars)
     seed = body.seed or model.defaults.seed
-    ranked = _ask_worker(name, seed, body)
+    ranked = _ask_worker(name, model, seed, body)
     if body.top is not None:
         ranked = ranked[: body.top]
     return jsonify(
@@ -94,19 +91,31 @@ def predict_next(name: str) -> Response:
     )
 
 
-def _ask_worker(name: str, seed: str, body: PredictRequest) -> list[tuple[str, float]]:
-    """Have a generation worker of the model compute the prediction (it holds the weights)."""
+def _ask_worker(
+    name: str, known: KnownModel, seed: str, body: PredictRequest
+) -> list[tuple[str, float]]:
+    """Have a generation worker of the model compute the prediction (it holds the weights, or
+    for an upload, loads this version of it)."""
     found = services()
     model = found.resolve(name)
     client = found.store.client
-    serving = [w for w in metrics.live_workers(client).values() if model in w.get("batches", {})]
+    uploaded = known.source is ModelSource.UPLOAD
+    serving = [
+        w
+        for w in metrics.live_workers(client).values()
+        if (w.get("uploads") if uploaded else model in w.get("batches", {}))
+    ]
     if not serving:
         detail = f"no generation worker of model {model!r} is up to compute the prediction"
         raise Problem(503, "No worker for this model", detail, "no-worker")
     timeout = found.settings.predict_timeout_s
     request_body = {"seed": seed, "temperature": body.temperature}
     answer = predictions.ask(
-        client, model, {**request_body, "unknown_chars": body.unknown_chars}, timeout
+        client,
+        model,
+        {**request_body, "unknown_chars": body.unknown_chars},
+        timeout,
+        version=known.digest if uploaded else None,
     )
     if answer is None:
         detail = f"no generation worker of model {model!r} answered within {timeout:g} s"

@@ -156,14 +156,17 @@ def heartbeat(
     worker: str,
     ttl_s: float,
     batches: Mapping[str, Mapping[str, int]] | None = None,
+    *,
+    uploads: bool = False,
 ) -> bool:
     """Mark `worker` alive for `ttl_s` seconds (call it more often than that); return whether
     Redis took it.
 
-    The value is JSON: `{"batches": {model: {"size": ..., "peak": ...}}}`, the sequences in each
-    model's batch now and the most it has stepped together, for operators and tests to read.
+    The value is JSON: `{"batches": {model: {"size": ..., "peak": ...}}, "uploads": ...}`, the
+    sequences in each model's batch now and the most it has stepped together, and whether it
+    serves uploaded models, for the API (predictions), operators and tests to read.
     """
-    value = json.dumps({"batches": batches or {}})
+    value = json.dumps({"batches": batches or {}, "uploads": uploads})
     pipe = client.pipeline(transaction=True)
     pipe.set(WORKER_PREFIX + worker, value, px=max(1, int(ttl_s * 1000)))
     pipe.sadd(WORKER_INDEX, worker)

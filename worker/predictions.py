@@ -26,9 +26,13 @@ def answer(model: LSTMModel, body: dict[str, Any]) -> dict[str, Any]:
     return {"probabilities": [[p.char, p.probability] for p in ranked]}
 
 
-def _answer_for(model_of: Callable[[str], LSTMModel], name: str, body: dict[str, Any]) -> Any:
+# Returns the loaded model of a name and version ("": the model directory's, else a digest).
+ModelOf = Callable[[str, str], LSTMModel]
+
+
+def _answer_for(model_of: ModelOf, name: str, body: dict[str, Any]) -> Any:
     try:
-        return answer(model_of(name), body)
+        return answer(model_of(name, str(body.get("version", ""))), body)
     except Exception as error:  # a model that cannot be loaded must not stop the answers
         log.exception("prediction for model %s failed", name)
         return {"error": f"model {name!r} could not be loaded: {error}", "unavailable": True}
@@ -37,13 +41,18 @@ def _answer_for(model_of: Callable[[str], LSTMModel], name: str, body: dict[str,
 def serve(
     client: redis.Redis,
     models: list[str],
-    model_of: Callable[[str], LSTMModel],
+    model_of: ModelOf,
     stopping: threading.Event,
+    *,
+    uploads: bool = False,
 ) -> None:
-    """Answer prediction requests for `models` until `stopping` is set."""
+    """Answer prediction requests for `models`, and with `uploads` for uploaded models, until
+    `stopping` is set."""
     while not stopping.is_set():
         try:
-            predictions.serve_one(client, models, lambda m, b: _answer_for(model_of, m, b), POLL_S)
+            predictions.serve_one(
+                client, models, lambda m, b: _answer_for(model_of, m, b), POLL_S, uploads=uploads
+            )
         except redis.RedisError as error:
             log.warning("could not answer predictions: %s", error)
             stopping.wait(POLL_S)

@@ -83,7 +83,8 @@ class Runtime:
         self._heartbeat.start()
         threading.Thread(
             target=predictions.serve,
-            args=(self.store.client, models, self.models.registry.get, self._stopping),
+            args=(self.store.client, models, self.models.get, self._stopping),
+            kwargs={"uploads": uploads},
             name="predictions",
             daemon=True,
         ).start()
@@ -293,7 +294,11 @@ class Runtime:
 
     def _send_heartbeat(self) -> bool:
         return metrics.heartbeat(
-            self.store.client, self.worker_id, self._heartbeat_ttl(), self.batches()
+            self.store.client,
+            self.worker_id,
+            self._heartbeat_ttl(),
+            self.batches(),
+            uploads=self._uploads,
         )
 
     def _requeue_lost(self) -> None:

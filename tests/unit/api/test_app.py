@@ -93,7 +93,8 @@ def predicting_worker(redis_client: redis.Redis, model_dir: Path) -> Iterator[No
     models = ModelRegistry(model_dir)
     stopping = threading.Event()
     server = threading.Thread(
-        target=predictions.serve, args=(redis_client, ["tiny"], models.get, stopping)
+        target=predictions.serve,
+        args=(redis_client, ["tiny"], lambda name, _version: models.get(name), stopping),
     )
     metrics.heartbeat(redis_client, "predictor@host", ttl_s=30, batches={"tiny": {}})
     server.start()
