@@ -438,3 +438,35 @@ def test_an_upload_no_replica_confirms_is_503_as_a_job_would_be(
     folder = write_tiny_model(tmp_path / "tiny")
     problem = check_problem(upload(api.client("key-alice"), "unconfirmed", zip_folder(folder)), 503)
     assert "replicas" in problem["detail"]
+
+
+def cli_predict(model: Path, seed: str, temperature: float) -> list[dict[str, Any]]:
+    """Return what `lstmgen predict` writes for a folder."""
+    command = [str(BIN / "lstmgen"), "predict", str(model), "--seed", seed,
+               "--temperature", str(temperature), "--json"]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, timeout=300)
+    found: list[dict[str, Any]] = json.loads(run.stdout)["probabilities"]
+    return found
+
+
+def test_predict_on_an_upload_is_what_lstmgen_predict_gives_on_its_folder(
+    alice: httpx.Client, bob: httpx.Client, tmp_path: Path
+) -> None:
+    first = write_tiny_model(tmp_path / "first", seed=11)
+    second = write_tiny_model(tmp_path / "second", seed=12)
+    assert upload(alice, "oracle", zip_folder(first)).status_code == 201
+    body = {"seed": "the cat", "temperature": 0.7}
+    answer = alice.post("/v1/models/oracle/predict", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["probabilities"] == cli_predict(first, "the cat", 0.7)
+    top = alice.post("/v1/models/oracle/predict", json={**body, "top": 3}).json()
+    assert top["probabilities"] == answer.json()["probabilities"][:3]
+    assert bob.post("/v1/models/oracle/predict", json=body).status_code == 404
+
+    assert upload(alice, "oracle", zip_folder(second), method="put").status_code == 200
+    replaced = alice.post("/v1/models/oracle/predict", json=body)
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["probabilities"] == cli_predict(second, "the cat", 0.7)
+    assert replaced.json()["probabilities"] != answer.json()["probabilities"]
+    refused = alice.post("/v1/models/oracle/predict", json={"seed": "THE"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "seed"
