@@ -3,13 +3,18 @@
 A one-epoch training of a tiny network on a few KB of text is submitted over HTTP, reports
 progress and metrics, registers its model, and a generation job runs on that model at once.
 A canceled training ends `canceled` and leaves no model; another key never sees a training.
+A corpus sent as a file trains the same way, and its events stream as Server-Sent Events; a
+training with `base_model` continues that model's weights.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,8 @@ import httpx
 import pytest
 import redis
 
+from scripts.redis_server import RedisServer
+from shared.catalog.catalog import ModelCatalog
 from tests.conftest import BIN, wait_for
 from tests.integration.conftest import (
     ApiHandle,
@@ -33,6 +40,7 @@ KEYS = "alice:key-alice,bob:key-bob"
 CORPUS = "the quick brown fox jumps over the lazy dog. " * 80  # 3.6 KB, 28 characters
 TINY = {"layers": [32], "epochs": 1, "seq_len": 16, "batch_size": 32, "validation_split": 0.1}
 TRAIN_TIMEOUT_S = 240.0  # TensorFlow's first import and one epoch on a shared 2-core machine
+MAX_CHARS = 20_000  # the API's corpus limit here
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +77,12 @@ def stack(
     webhook_worker: ServiceProcess,
 ) -> ApiHandle:
     """Start the API with two keys, after the workers."""
-    return start_api(api_keys=KEYS, default_model="tiny", webhook_allow_private=True)
+    return start_api(
+        api_keys=KEYS,
+        default_model="tiny",
+        webhook_allow_private=True,
+        max_training_chars=MAX_CHARS,
+    )
 
 
 @pytest.fixture
@@ -152,7 +165,7 @@ def test_the_cli_creates_and_follows_a_training_then_shows_it(
     corpus.write_text(CORPUS, encoding="utf-8")
     server = ["--url", stack.url, "--api-key", "key-alice"]
     create = [
-        str(BIN / "lstmgen"), "trainings", "create", "cli-fox", str(corpus), *server,
+        str(BIN / "lstmgen"), "trainings", "create", "cli-fox", "--file", str(corpus), *server,
         "--layers", "32", "--epochs", "1", "--seq-len", "16", "--batch-size", "32",
         "--follow", "--json",
     ]  # fmt: skip
@@ -202,6 +215,138 @@ def test_invalid_trainings_name_the_field(alice: httpx.Client) -> None:
         assert field in [e["field"] for e in answer.json()["errors"]]
 
 
+Event = tuple[str, str, dict[str, Any]]  # (id, event, data)
+
+
+def read_events(client: httpx.Client, path: str, **headers: str) -> list[Event]:
+    """Read a training's SSE stream to its end; return its events."""
+    with client.stream("GET", path, headers=headers, timeout=60.0) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    events: list[Event] = []
+    for message in text.split("\n\n"):
+        lines = [line for line in message.splitlines() if line and not line.startswith(":")]
+        fields = dict(line.split(": ", 1) for line in lines)
+        if "event" in fields:
+            events.append((fields["id"], fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def post_corpus(client: httpx.Client, corpus: bytes, **fields: Any) -> httpx.Response:
+    """POST a training as a multipart form with `corpus` as its file."""
+    form = {key: str(value) for key, value in fields.items()}
+    files = {"file": ("corpus.txt", corpus, "text/plain")}
+    return client.post("/v1/trainings", data=form, files=files)
+
+
+def test_a_corpus_file_trains_a_model_streaming_its_events_then_jobs_and_predict_run_on_it(
+    alice: httpx.Client, stack: ApiHandle
+) -> None:
+    form = {"name": "filed", "layers": "32", "epochs": 1, "seq_len": 16, "batch_size": 32}
+    created = post_corpus(alice, CORPUS.encode(), **form)
+    assert created.status_code == 201, created.text
+    training = created.json()
+    assert training["params"]["layers"] == [32] and training["params"]["chars"] == len(CORPUS)
+    path = f"/v1/trainings/{training['id']}/events"
+    with ThreadPoolExecutor(1) as pool:  # follows the training live, from its creation
+        live = pool.submit(read_events, stack.client("key-alice"), path)
+        ended = wait_training(alice, training["id"], TRAIN_TIMEOUT_S)
+        events = live.result(timeout=60.0)
+    assert ended["status"] == "succeeded", ended
+
+    names = [event for _, event, _ in events]
+    assert names[:2] == ["status", "status"] and names[-2:] == ["status", "done"]
+    statuses = [data["status"] for _, event, data in events if event == "status"]
+    assert statuses == ["queued", "running", "succeeded"]
+    progress = [data for _, event, data in events if event == "progress"]
+    assert progress and progress[-1] == ended["progress"]
+    steps = [(p["epoch"], p["step"]) for p in progress]
+    assert steps == sorted(steps)
+    assert [data for _, event, data in events if event == "metrics"] == ended["metrics"]
+    assert names.index("metrics") < len(names) - 2  # before the end
+    ids = [event_id for event_id, _, _ in events]
+    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+
+    assert read_events(alice, path) == events  # a late reader gets them all
+    middle = len(events) // 2
+    assert read_events(alice, path, **{"Last-Event-ID": ids[middle]}) == events[middle + 1 :]
+    assert read_events(alice, f"{path}?after={ids[-3]}") == events[-2:]
+    assert stack.client("key-bob").get(path).status_code == 404
+
+    job = alice.post(
+        "/v1/jobs",
+        json={"model": "filed", "seed": "the ", "length": 40, "temperature": 0},
+        headers={"Prefer": "wait=60"},
+    )
+    assert job.status_code == 201 and job.json()["status"] == "succeeded", job.text
+    assert len(job.json()["output"]) == 40
+    predicted = alice.post("/v1/models/filed/predict", json={"seed": "the qu", "temperature": 0.5})
+    assert predicted.status_code == 200, predicted.text
+    probabilities = predicted.json()["probabilities"]
+    vocab = alice.get("/v1/models/filed").json()["vocab"]
+    assert sorted(p["char"] for p in probabilities) == sorted(vocab)
+    assert abs(sum(p["probability"] for p in probabilities) - 1) < 1e-4
+
+
+def test_a_corpus_file_not_utf8_or_too_long_is_refused_naming_file(alice: httpx.Client) -> None:
+    latin = post_corpus(alice, "caf\u00e9 cr\u00e8me ".encode("latin-1") * 10, name="latin")
+    assert latin.status_code == 422, latin.text
+    assert latin.headers["Content-Type"].startswith("application/problem+json")
+    assert [e["field"] for e in latin.json()["errors"]] == ["file"]
+
+    long = post_corpus(alice, b"a" * (MAX_CHARS + 1), name="long")
+    assert long.status_code == 413, long.text
+    assert long.headers["Content-Type"].startswith("application/problem+json")
+    assert [e["field"] for e in long.json()["errors"]] == ["file"]
+    as_json = alice.post("/v1/trainings", json={"name": "long", "text": "a" * (MAX_CHARS + 1)})
+    assert as_json.status_code == 422 and as_json.json()["errors"][0]["field"] == "text"
+    assert alice.get("/v1/models/latin").status_code == 404
+    assert alice.get("/v1/models/long").status_code == 404
+
+
+def training_record(redis_server: RedisServer, name: str) -> dict[str, Any]:
+    """Return the training.json inside a registered model's archive."""
+    catalog = ModelCatalog.from_url(redis_server.url)
+    info = catalog.get(name)
+    assert info is not None
+    archive = io.BytesIO()
+    assert catalog.read_blob(info.digest, archive)
+    with zipfile.ZipFile(archive) as unzipped:
+        [member] = [n for n in unzipped.namelist() if n.endswith("training.json")]
+        record: dict[str, Any] = json.loads(unzipped.read(member))
+    return record
+
+
+def test_a_training_with_base_model_continues_that_model(
+    alice: httpx.Client, redis_server: RedisServer
+) -> None:
+    settings = {**TINY, "batch_size": 8, "text": CORPUS}  # some 40 steps an epoch
+    base = alice.post("/v1/trainings", json={**settings, "name": "fox-base"})
+    assert base.status_code == 201, base.text
+    first = wait_training(alice, base.json()["id"], TRAIN_TIMEOUT_S)
+    assert first["status"] == "succeeded", first
+
+    more = alice.post(
+        "/v1/trainings", json={**settings, "name": "fox-more", "base_model": "fox-base"}
+    )
+    assert more.status_code == 201, more.text
+    second = wait_training(alice, more.json()["id"], TRAIN_TIMEOUT_S)
+    assert second["status"] == "succeeded", second
+
+    was, now = alice.get("/v1/models/fox-base").json(), alice.get("/v1/models/fox-more").json()
+    assert now["vocab"] == was["vocab"] and now["layer_sizes"] == was["layer_sizes"]
+    assert now["digest"] != was["digest"]
+    record = training_record(redis_server, "fox-more")
+    assert record["resumed_from"]["epochs_trained"] == 1
+    assert record["epochs_trained"] == 2
+    assert record["history"][0] == first["metrics"][0]  # the base's epoch, carried over
+    assert record["history"][1] == {**second["metrics"][0], "epoch": 2}
+    # The same batches in the same order (the run's seed), from trained weights rather than
+    # random ones: the continued epoch's loss is lower than the fresh one's.
+    assert second["metrics"][0]["loss_bpc"] < first["metrics"][0]["loss_bpc"]
+
+
 def test_schemathesis_finds_no_server_error_on_the_training_operations(
     stack: ApiHandle, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -211,6 +356,7 @@ def test_schemathesis_finds_no_server_error_on_the_training_operations(
         "--include-operation-id", "createTraining",
         "--include-operation-id", "getTraining",
         "--include-operation-id", "cancelTraining",
+        "--include-operation-id", "streamTraining",
         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
         "response_schema_conformance",
         "--phases", "examples,coverage,fuzzing",
