@@ -17,6 +17,7 @@ from api.streaming import LAST_EVENT_ID, sse_response, training_events
 from api.submission import requested_wait
 from api.training_form import FLOAT_FIELDS, INT_FIELDS, read_training_form
 from api.validation import JSON_TYPES, MAX_WEBHOOK_CHARS, read_json_object, validate
+from shared import metrics
 from shared.celery_app import enqueue_training
 from shared.engine.registry import NAME_PATTERN
 from shared.jobs.records import JOB_ID_PATTERN, JobStatus
@@ -131,6 +132,8 @@ def create_training() -> Response:
     svc.trainings.put_corpus(training.id, body.text)
     svc.trainings.create(training)
     enqueue_training(svc.celery, training.id)
+    metrics.record_training(svc.store.client, JobStatus.QUEUED.value)
+    _confirm_replicated(svc, training.id)
     wait = requested_wait(request.headers.get("Prefer"), svc.settings.max_wait_s)
     if wait is not None:
         training = _wait(svc, training, wait)
@@ -139,6 +142,26 @@ def create_training() -> Response:
     if wait is not None:
         response.headers["Preference-Applied"] = f"wait={wait:g}"
     return response
+
+
+def _confirm_replicated(svc: Services, training_id: str) -> None:
+    """Answer 201 only once `redis_min_replicas` replicas hold the training (as for a job)."""
+    short = svc.replicas_short()
+    if short is None:
+        return
+    held, wanted = short
+    detail = (
+        f"training {training_id} is stored, but {held} of the {wanted} replicas it must reach "
+        "confirmed it in time; it may still run: GET it to see, or create it again"
+    )
+    raise Problem(
+        503,
+        "Not replicated",
+        detail,
+        "not-replicated",
+        headers={"Retry-After": str(svc.settings.retry_after_s)},
+        extra={"training_id": training_id},
+    )
 
 
 @bp.get("/<training_id>")

@@ -1,5 +1,5 @@
 """A 201 waits for `redis_min_replicas` replicas: over a Redis without replicas it is a 503
-that names the job, and a retry with the same Idempotency-Key finds the same job."""
+that names the job (or training), and a retry with the same Idempotency-Key finds the same job."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def test_no_201_without_the_replicas(lonely_app: Flask, redis_client: redis.Redi
     again = client.post("/v1/jobs", json={"length": 5}, headers=headers)
     assert again.status_code == 503
     assert again.get_json()["job_id"] == body["job_id"]
+
+
+def test_no_training_201_without_the_replicas(lonely_app: Flask, redis_client: redis.Redis) -> None:
+    body = {"name": "lonely", "text": "abc " * 200, "epochs": 1, "layers": [8]}
+    answer = lonely_app.test_client().post("/v1/trainings", json=body)
+    assert answer.status_code == 503, answer.get_json()
+    problem = answer.get_json()
+    assert problem["type"].endswith("/not-replicated") and "0 of the 1" in problem["detail"]
+    assert redis_client.exists(f"lstmgen:training:{problem['training_id']}")
 
 
 def test_no_wait_by_default(services: Services) -> None:
