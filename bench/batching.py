@@ -37,7 +37,7 @@ import redis
 from bench.compute import GEMM_SIZE, Steal, flops_per_char, gemm_rate
 from bench.stack import SHARED_MODELS, Stack, local_stack, wait_until
 from shared.engine import kernels
-from shared.engine.batch import Batch
+from shared.engine.batch import Batch, Pacer
 from shared.engine.loaders import load_model
 from shared.engine.model import LSTMModel
 from shared.engine.sampling import SamplingParams
@@ -71,14 +71,15 @@ def engine_rate(model: LSTMModel, sequences: int, seconds: float, windows: int) 
     params = SamplingParams(length=10**9, temperature=TEMPERATURE)
     for index in range(sequences):
         batch.add(index, seed, params, random_seed=index)
-    batch.step()  # compiled kernels warm
+    pacer = Pacer()  # calls of the length a worker makes
+    pacer.step(batch)  # compiled kernels warm
     best = 0.0
     for _ in range(windows):
-        steps = 0
+        calls, steps = 0, 0
         started = time.perf_counter()
-        while steps < 2 or time.perf_counter() - started < seconds:
-            batch.step()
-            steps += 1
+        while calls < 2 or time.perf_counter() - started < seconds:
+            pacer.step(batch)
+            calls, steps = calls + 1, steps + batch.last_steps
         best = max(best, sequences * steps / (time.perf_counter() - started))
     return best
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from bench.baseline import NumpyLoop  # noqa: E402
 from bench.compute import GEMM_SIZE, Steal, flops_per_char, gemm_rate  # noqa: E402
 from shared.engine import kernels  # noqa: E402
-from shared.engine.batch import Batch  # noqa: E402
+from shared.engine.batch import Batch, Pacer  # noqa: E402
 from shared.engine.loaders import load_model  # noqa: E402
 from shared.engine.model import LSTMModel  # noqa: E402
 from shared.engine.sampling import SamplingParams  # noqa: E402
@@ -64,14 +64,15 @@ def engine_batch(model: LSTMModel, streams: int) -> Batch:
     return batch
 
 
-def rate(step: Callable[[], object], streams: int, seconds: float) -> float:
-    """Call step() for about `seconds` (at least twice); return chars/s."""
-    steps, start = 0, time.perf_counter()
+def rate(step: Callable[[], int], streams: int, seconds: float) -> float:
+    """Call step() (it returns the characters it made per stream) for about `seconds`, at
+    least twice; return chars/s."""
+    calls, steps, start = 0, 0, time.perf_counter()
     while True:
-        step()
-        steps += 1
+        steps += step()
+        calls += 1
         elapsed = time.perf_counter() - start
-        if elapsed >= seconds and steps >= 2:
+        if elapsed >= seconds and calls >= 2:
             return streams * steps / elapsed
 
 
@@ -87,17 +88,27 @@ class Paired:
 def paired(model: LSTMModel, streams: int, seconds: float) -> Paired:
     """Time the engine and the numpy loop in alternating rounds of `seconds` each."""
     batch, loop = engine_batch(model, streams), NumpyLoop(model, streams)
-    batch.step()  # warm up (compiled kernels, buffers, BLAS threads)
-    loop.step()
+    pacer = Pacer()  # the engine runs calls of the length a worker makes
+
+    def engine_step() -> int:
+        pacer.step(batch)
+        return batch.last_steps
+
+    def numpy_step() -> int:
+        loop.step()
+        return 1
+
+    engine_step()  # warm up (compiled kernels, buffers, BLAS threads)
+    numpy_step()
     engine, baseline = [], []
     for round_ in range(ROUNDS):
         # Alternate which goes first, so neither always runs in the other's wake.
         if round_ % 2:
-            baseline.append(rate(loop.step, streams, seconds))
-            engine.append(rate(batch.step, streams, seconds))
+            baseline.append(rate(numpy_step, streams, seconds))
+            engine.append(rate(engine_step, streams, seconds))
         else:
-            engine.append(rate(batch.step, streams, seconds))
-            baseline.append(rate(loop.step, streams, seconds))
+            engine.append(rate(engine_step, streams, seconds))
+            baseline.append(rate(numpy_step, streams, seconds))
     ratios = [e / b for e, b in zip(engine, baseline, strict=True)]
     return Paired(statistics.median(engine), statistics.median(baseline), statistics.median(ratios))
 

@@ -21,7 +21,7 @@ from typing import Protocol, cast
 
 import redis
 
-from shared.engine.batch import Batch, Finished, FinishReason
+from shared.engine.batch import Batch, Finished, FinishReason, Pacer
 from shared.engine.model import LSTMModel, UnknownChars
 from shared.engine.sampling import SamplingParams
 from shared.jobs.lifecycle import Ended, Lifecycle
@@ -181,6 +181,7 @@ class ModelLoop:
         self.ready = threading.Event()
         self.load_error: str | None = None
         self.peak = 0  # the most sequences stepped together (read by the heartbeat)
+        self._pacer = Pacer()
         # A flush mostly waits for Redis: this thread makes the call while the batch steps.
         # One write at a time, and every job ending waits for it, so writes stay in order.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"flush-{name}")
@@ -301,7 +302,7 @@ class ModelLoop:
             return
         self.peak = max(self.peak, len(batch))
         try:
-            finished = batch.step()
+            finished = self._pacer.step(batch)
         except Exception:
             log.exception("batch step of %s failed; failing its jobs", self.name)
             for job in list(self._jobs.values()):

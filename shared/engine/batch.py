@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shared.engine import steps as compiled_steps
 from shared.engine.model import ZERO_INPUT, LSTMModel, Mode, UnknownChars
 from shared.engine.network import Forward, Scratch, network
 from shared.engine.sampling import (
@@ -19,8 +21,6 @@ from shared.engine.sampling import (
     check_random_seed,
     derive_random_seed,
     probabilities,
-    sample_into,
-    uniforms_into,
 )
 
 F32 = npt.NDArray[np.float32]
@@ -29,6 +29,7 @@ U64 = npt.NDArray[np.uint64]
 # Maps (random seeds, streams, steps) of the active rows to one uniform each.
 UniformSource = Callable[[U64, U64, I64], npt.NDArray[np.float64]]
 CHUNK = 256  # generated ids kept per row before they are decoded into text
+MAX_STEPS = 64  # characters one call of Batch.step may generate per sequence
 
 
 class FinishReason(StrEnum):
@@ -117,8 +118,8 @@ class Batch:
         self._net = network(model)
         self._scratch = Scratch(self._net, model.window or 1, capacity)
         self._uniforms = uniforms  # None: the counter-based stream (compiled)
-        self._uniform_buffer = np.zeros(capacity, np.float64)
-        self._ids_buffer = np.zeros(capacity, np.int64)
+        self._no_uniforms = np.zeros((0, 0), np.float64)
+        self.last_steps = 0  # characters per sequence of the latest step call
         self._window = model.window if model.mode is Mode.WINDOW else None
         self._vocab = np.array(model.vocab, dtype=object)
         self._seqs: list[_Sequence] = []  # by row; rows 0..len-1 are active
@@ -137,7 +138,9 @@ class Batch:
         self._seed = np.zeros(capacity, np.uint64)
         self._stream = np.zeros(capacity, np.uint64)
         self._done = np.zeros(capacity, np.int64)  # characters generated
-        self._chunk = np.zeros((capacity, CHUNK), np.int64)
+        # A step call writes past CHUNK into the spare columns; full chunks are then decoded.
+        self._chunk = np.zeros((capacity, CHUNK + MAX_STEPS), np.int64)
+        self._fill = np.zeros(capacity, np.int64)  # where the next id goes in the row's chunk
         self._has_stop = np.zeros(capacity, np.bool_)
         rows = capacity if self._window else 0
         self._zero_h = [np.zeros(rows * u, np.float32) for u in units]
@@ -145,7 +148,6 @@ class Batch:
         self._win_t = np.zeros(rows * width, np.int64)  # window ids, time-major, for the pass
         self._starts = np.zeros(capacity, np.int64)  # window: first real step of each row
         self._passes: dict[int, Forward] = {}  # checked pass arguments by active row count
-        self._row_index = np.arange(capacity)
         self._row_arrays: list[npt.NDArray[Any]] = [
             *self._h, *self._c, self._next, self._win, self._filled, self._temperature,
             self._top_k, self._top_p, self._length, self._seed, self._stream, self._done,
@@ -272,40 +274,40 @@ class Batch:
         flushed = "".join(seq.pieces[first:])
         return offset, flushed + "".join(self._vocab[self._chunk[row, :pending]])
 
-    def step(self) -> list[Finished]:
-        """Advance every sequence by one character; return the ones that finished."""
+    def step(self, steps: int = 1) -> list[Finished]:
+        """Advance every sequence by `steps` characters, or fewer if one would pass its
+        length; return the ones that finished. Any split of a sequence's steps into calls
+        generates the same text."""
         n = len(self._seqs)
         if n == 0:
             return []
-        logits = self._forward(n)
+        if isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+            raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
         done = self._done[:n]
-        uniforms = self._uniform_buffer[:n]
-        if self._uniforms is None:
-            uniforms_into(self._seed[:n], self._stream[:n], done, uniforms)
-        else:
-            uniforms[:] = self._uniforms(self._seed[:n], self._stream[:n], done)
-        ids = self._ids_buffer[:n]
-        sample_into(logits, self._temperature[:n], self._top_k[:n], self._top_p[:n], uniforms, ids)
-        column = done % CHUNK
-        self._chunk[self._row_index[:n], column] = ids
-        done += 1
-        self._advance_inputs(n, ids)
-        return self._collect(n, ids, column == CHUNK - 1)
+        steps = min(steps, int((self._length[:n] - done).min()))
+        fill = self._fill[:n]
+        np.remainder(done, CHUNK, out=fill)
+        uniforms = self._no_uniforms
+        if self._uniforms is not None:
+            seeds, streams = self._seed[:n], self._stream[:n]
+            uniforms = np.stack([self._uniforms(seeds, streams, done + s) for s in range(steps)])
+        self.last_steps = steps
+        compiled_steps.run(
+            *self._pass(n).args, steps, self.model.vocab_size, self._window or 0,
+            self._next[:n], self._win[:n], self._filled[:n], self._temperature[:n],
+            self._top_k[:n], self._top_p[:n], self._seed[:n], self._stream[:n], done,
+            uniforms, self._chunk[:n], fill, rows=n,
+        )  # fmt: skip
+        return self._collect(n, fill, steps)
 
-    def _forward(self, n: int) -> F32:
-        """Run the network for the n active rows; return their logits."""
+    def _pass(self, n: int) -> Forward:
+        """Return the checked forward-pass arguments for the n active rows."""
         bundle = self._passes.get(n)
         if bundle is None:
             if len(self._passes) > 64:
                 self._passes.clear()
             bundle = self._passes[n] = self._arguments(n)
-        if self._window is not None:
-            # Every character re-runs its window from a zero state.
-            np.copyto(bundle.args[1], self._win[:n].T)
-            np.subtract(self._window, self._filled[:n], out=bundle.args[6])
-            for state in (*bundle.args[4], *bundle.args[5]):
-                state.fill(0)
-        return bundle()
+        return bundle
 
     def _arguments(self, n: int) -> Forward:
         if self._window is None:
@@ -320,40 +322,37 @@ class Batch:
         starts = Scratch.view(self._starts, (n,))
         return self._net.arguments(ids, starts, hs, cs, self._scratch)
 
-    def _advance_inputs(self, n: int, ids: I64) -> None:
-        if self._window is None:
-            self._next[:n] = ids
-            return
-        window = self._win[:n]
-        window[:, :-1] = window[:, 1:]
-        window[:, -1] = ids
-        np.minimum(self._filled[:n] + 1, self._window, out=self._filled[:n])
-
-    def _collect(self, n: int, ids: I64, full: npt.NDArray[np.bool_]) -> list[Finished]:
-        """Flush full chunks, check stop sequences and lengths; drop finished rows."""
-        if full.any():
-            for row in np.flatnonzero(full).tolist():
-                self._seqs[row].add_piece("".join(self._vocab[self._chunk[row]]))
-        finished: list[tuple[int, Finished]] = []
-        if self._has_stop[:n].any():
-            for row in np.flatnonzero(self._has_stop[:n]).tolist():
-                seq = self._seqs[row]
-                stopped = self._check_stop(row, seq, self.model.vocab[int(ids[row])])
+    def _collect(self, n: int, fill: I64, steps: int) -> list[Finished]:
+        """Decode full chunks, check stop sequences and lengths; drop finished rows."""
+        stop_rows = np.flatnonzero(self._has_stop[:n]).tolist()
+        new_ids = {
+            row: self._chunk[row, fill[row] : fill[row] + steps].tolist() for row in stop_rows
+        }
+        for row in np.flatnonzero(fill + steps >= CHUNK).tolist():
+            chunk = self._chunk[row]
+            self._seqs[row].add_piece("".join(self._vocab[chunk[:CHUNK]]))
+            over = int(fill[row]) + steps - CHUNK
+            chunk[:over] = chunk[CHUNK : CHUNK + over]
+        finished: dict[int, Finished] = {}
+        for row in stop_rows:
+            seq = self._seqs[row]
+            pieces = [self.model.vocab[i] for i in new_ids[row]]
+            for s, piece in enumerate(pieces):
+                stopped = self._check_stop(row, seq, piece, sum(map(len, pieces[s + 1 :])))
                 if stopped is not None:
-                    finished.append((row, Finished(seq.key, stopped, FinishReason.STOP)))
-        ended = self._done[:n] >= self._length[:n]
-        if ended.any():
-            stopped_rows = {row for row, _ in finished}
-            for row in np.flatnonzero(ended).tolist():
-                if row not in stopped_rows:
-                    text = self._text_of(row)
-                    finished.append((row, Finished(self._seqs[row].key, text, FinishReason.LENGTH)))
+                    finished[row] = Finished(seq.key, stopped, FinishReason.STOP)
+                    break
+        for row in np.flatnonzero(self._done[:n] >= self._length[:n]).tolist():
+            if row not in finished:
+                text = self._text_of(row)
+                finished[row] = Finished(self._seqs[row].key, text, FinishReason.LENGTH)
         # Drop from the highest row down so moving the last row never moves a finished one.
-        for row, _ in sorted(finished, key=lambda item: -item[0]):
+        for row in sorted(finished, reverse=True):
             self._drop(row)
-        return [item for _, item in finished]
+        return list(finished.values())
 
-    def _check_stop(self, row: int, seq: _Sequence, piece: str) -> str | None:
+    def _check_stop(self, row: int, seq: _Sequence, piece: str, after: int) -> str | None:
+        """Look for a stop ending in `piece`, followed by `after` characters generated since."""
         longest = max(len(s) for s in seq.params.stop)
         recent = seq.tail + piece
         for stop in sorted(seq.params.stop, key=len, reverse=True):
@@ -361,9 +360,35 @@ class Batch:
             found = recent.find(stop, max(0, len(recent) - len(piece) - len(stop) + 1))
             if found >= 0:
                 text = self._text_of(row)
-                return text[: len(text) - (len(recent) - found)]
+                return text[: len(text) - after - (len(recent) - found)]
         seq.tail = recent[-(longest - 1) :] if longest > 1 else ""
         return None
+
+
+class Pacer:
+    """Steps a batch in calls of about `budget_s` seconds: long enough that Python's part
+    of a call is small beside its arithmetic, short enough that a sequence waiting to join
+    (or a cancel) is taken in soon. Calls of one step for batches whose step takes that long.
+    """
+
+    def __init__(self, budget_s: float = 0.004) -> None:
+        self.budget_s = budget_s
+        self.steps = 1
+        self._per_step = 0.0  # seconds, a moving average
+        self._rows = 0  # sequences in the batch at the latest call
+
+    def step(self, batch: Batch) -> list[Finished]:
+        """Run one call of batch.step; return the sequences that finished."""
+        if len(batch) > 2 * self._rows:  # a step costs more now: measure it again
+            self.steps, self._per_step = 1, 0.0
+        self._rows = len(batch)
+        started = time.perf_counter()
+        finished = batch.step(self.steps)
+        if batch.last_steps:
+            seconds = (time.perf_counter() - started) / batch.last_steps
+            self._per_step = seconds if not self._per_step else 0.7 * self._per_step + 0.3 * seconds
+            self.steps = max(1, min(MAX_STEPS, int(self.budget_s / self._per_step)))
+        return finished
 
 
 def _held_back(text: str, stops: tuple[str, ...]) -> int:
@@ -396,7 +421,7 @@ def generate(
         batch.add(stream, ids, params, chosen, stream)
     results: dict[Hashable, Finished] = {}
     while len(batch):
-        results.update((item.key, item) for item in batch.step())
+        results.update((item.key, item) for item in batch.step(MAX_STEPS))
     ordered = [results[stream] for stream in range(n)]
     return Generation(
         texts=[item.text for item in ordered],

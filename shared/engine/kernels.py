@@ -12,7 +12,8 @@ Speed comes from the layout rather than from BLAS: weights are packed once into 
 columns read in order, the products run in register tiles of 4 rows x 64 columns (1 row x
 128 for a single row: enough independent accumulators to hide the FMA latency), the cell
 uses a vectorisable exp, and threads split the batch into row groups that each run the whole
-step (one fork-join per step). The engine calls forward() once per step. The threads are
+pass. The engine's steps run through shared/engine/steps.py, which calls the row pass
+forward_rows directly, several steps per call (one fork-join per call). The threads are
 OpenMP's, which do not survive fork(): run the kernels in the process that imported them.
 """
 
@@ -320,7 +321,7 @@ def _layer_in_blocks(  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _forward_rows(  # type: ignore[no-untyped-def]
+def forward_rows(  # type: ignore[no-untyped-def]
     r0, r1, tables, ids, wx, wh, hs, cs, starts, zs, seqs, no_input, zero_ids, kind,
     out_table, out_w, no_h, no_hw, logits, pres, no_hws,
 ):  # fmt: skip
@@ -357,6 +358,14 @@ def _forward_rows(  # type: ignore[no-untyped-def]
         _tile(out_table, zero_ids[0][r0:r1], top, out_w, no_h[r0:r1], no_hw, out, tile, row_tiles)
 
 
+@njit(inline="always", error_model="numpy")
+def row_group(n, groups, group):  # type: ignore[no-untyped-def]
+    """Return rows [r0, r1) of one of `groups` groups of n rows, in whole tiles of rows."""
+    size = ((n + groups - 1) // groups + _ROWS - 1) // _ROWS * _ROWS
+    r0 = group * size
+    return r0, min(n, r0 + size)
+
+
 def _forward(  # type: ignore[no-untyped-def]
     tables, ids, wx, wh, hs, cs, starts, zs, seqs, no_input, zero_ids, kind,
     out_table, out_w, no_h, no_hw, logits, pres, no_hws, chunks,
@@ -376,12 +385,10 @@ def _forward(  # type: ignore[no-untyped-def]
     each thread runs through the whole pass, with no barrier.
     """
     n = ids.shape[1]
-    size = ((n + chunks - 1) // chunks + _ROWS - 1) // _ROWS * _ROWS
     for chunk in prange(chunks):
-        r0 = chunk * size
-        r1 = min(n, r0 + size)
+        r0, r1 = row_group(n, chunks, chunk)
         if r0 < r1:
-            _forward_rows(
+            forward_rows(
                 r0, r1, tables, ids, wx, wh, hs, cs, starts, zs, seqs, no_input, zero_ids,
                 kind, out_table, out_w, no_h, no_hw, logits, pres, no_hws,
             )  # fmt: skip
@@ -389,15 +396,15 @@ def _forward(  # type: ignore[no-untyped-def]
 
 # The same code compiled twice: threads pay off only for larger batches, and both variants
 # perform identical operations per row, so which one runs never changes a result.
-def _variant(func: Any, suffix: str, parallel: bool) -> Any:
+def variant(func: Any, suffix: str, parallel: bool) -> Any:
     """Compile a copy of func under its own name (numba caches by name, not by options)."""
     copy = pytypes.FunctionType(func.__code__, func.__globals__, func.__name__ + suffix)
     copy.__qualname__ = func.__qualname__ + suffix
     return njit(parallel=parallel, nogil=True, cache=True, error_model="numpy")(copy)
 
 
-_forward_serial = _variant(_forward, "_serial", parallel=False)
-_forward_parallel = _variant(_forward, "_parallel", parallel=True)
+_forward_serial = variant(_forward, "_serial", parallel=False)
+_forward_parallel = variant(_forward, "_parallel", parallel=True)
 
 
 def check_shapes(out: Array, table: Array, *pairs: tuple[Array, Array]) -> None:
@@ -414,18 +421,24 @@ def check_shapes(out: Array, table: Array, *pairs: tuple[Array, Array]) -> None:
 
 def forward(*args: Any, rows: int, parallel: bool | None = None) -> None:
     """Run _forward on arguments already checked by the caller; threads for `rows` >= 16."""
+    run_split(_forward_serial, _forward_parallel, *args, rows=rows, parallel=parallel)
+
+
+def run_split(serial: Any, threaded: Any, *args: Any, rows: int, parallel: bool | None) -> None:
+    """Call a kernel split into row groups: `threaded` over every thread for `rows` >= 16
+    (or as `parallel` says), else `serial` in one group. The group count is the last argument."""
     global _threads_ok
     wanted = rows >= PARALLEL_ROWS if parallel is None else parallel
     threads = numba.get_num_threads() if wanted and _threads_ok else 1
     if threads > 1:
         try:
-            _forward_parallel(*args, threads)
+            threaded(*args, threads)
             return
         except ValueError as error:  # no thread-safe threading layer on this machine
             if "threading layer" not in str(error):
                 raise
             _threads_ok = False
-    _forward_serial(*args, 1)
+    serial(*args, 1)
 
 
 def thread_count() -> int:

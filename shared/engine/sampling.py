@@ -132,51 +132,57 @@ def _splitmix_one(x):  # type: ignore[no-untyped-def]
 
 
 @_jit
+def uniform_at(seed, stream, step):  # type: ignore[no-untyped-def]
+    """Return counter_uniforms for one (random_seed, stream, step)."""
+    x = _splitmix_one(_splitmix_one(_splitmix_one(seed) ^ stream) ^ np.uint64(step))
+    return np.float64(x >> np.uint64(11)) * (1.0 / 2**53)
+
+
+@_jit
 def uniforms_into(seeds, streams, steps, out):  # type: ignore[no-untyped-def]
     """Write counter_uniforms(seeds, streams, steps) into out."""
     for r in range(out.shape[0]):
-        x = _splitmix_one(_splitmix_one(_splitmix_one(seeds[r]) ^ streams[r]) ^ np.uint64(steps[r]))
-        out[r] = np.float64(x >> np.uint64(11)) * (1.0 / 2**53)
+        out[r] = uniform_at(seeds[r], streams[r], steps[r])
+
+
+@_jit
+def sample_row(row, temperature, top_k, top_p, uniform, probs):  # type: ignore[no-untyped-def]
+    """Return sample() of one row of logits; probs is scratch of the row's length."""
+    vocab = row.shape[0]
+    if temperature <= 0:
+        return np.argmax(row)
+    # Stable softmax of logits / T.
+    top = np.float32(-np.inf)
+    for j in range(vocab):
+        probs[j] = row[j] / temperature
+        top = max(top, probs[j])
+    for j in range(vocab):  # apart from the sum, so that it vectorises
+        probs[j] = exp32(probs[j] - top)
+    total = np.float32(0)
+    for j in range(vocab):
+        total += probs[j]
+    for j in range(vocab):
+        probs[j] /= total
+    if top_k > 0 or top_p < 1:
+        _truncate_row(probs, top_k, top_p)
+    # The first j with u < cumsum(p)[j], else the last character with p > 0.
+    running = 0.0
+    for j in range(vocab):
+        running += np.float64(probs[j])
+        if uniform < running:
+            return j
+    pick = vocab - 1
+    while pick > 0 and probs[pick] <= 0:
+        pick -= 1
+    return pick
 
 
 @_jit
 def sample_into(logits, temperatures, top_k, top_p, uniforms, out):  # type: ignore[no-untyped-def]
     """Write sample(logits, temperatures, top_k, top_p, uniforms) into out, row by row."""
-    vocab = logits.shape[1]
-    probs = np.empty(vocab, np.float32)
+    probs = np.empty(logits.shape[1], np.float32)
     for r in range(logits.shape[0]):
-        row = logits[r]
-        if temperatures[r] <= 0:
-            out[r] = np.argmax(row)
-            continue
-        # Stable softmax of logits / T.
-        scale = temperatures[r]
-        top = np.float32(-np.inf)
-        for j in range(vocab):
-            probs[j] = row[j] / scale
-            top = max(top, probs[j])
-        for j in range(vocab):  # apart from the sum, so that it vectorises
-            probs[j] = exp32(probs[j] - top)
-        total = np.float32(0)
-        for j in range(vocab):
-            total += probs[j]
-        for j in range(vocab):
-            probs[j] /= total
-        if top_k[r] > 0 or top_p[r] < 1:
-            _truncate_row(probs, top_k[r], top_p[r])
-        # The first j with u < cumsum(p)[j], else the last character with p > 0.
-        running = 0.0
-        pick = -1
-        for j in range(vocab):
-            running += np.float64(probs[j])
-            if uniforms[r] < running:
-                pick = j
-                break
-        if pick < 0:
-            pick = vocab - 1
-            while pick > 0 and probs[pick] <= 0:
-                pick -= 1
-        out[r] = pick
+        out[r] = sample_row(logits[r], temperatures[r], top_k[r], top_p[r], uniforms[r], probs)
 
 
 @_jit

@@ -12,9 +12,11 @@ import pytest
 
 from shared.engine.batch import (
     CHUNK,
+    MAX_STEPS,
     Batch,
     Finished,
     FinishReason,
+    Pacer,
     generate,
     next_probabilities,
     predict,
@@ -100,6 +102,79 @@ def test_batched_output_equals_solo_at_any_join_step(model: LSTMModel) -> None:
     for index, solo in expected.items():
         assert results[index] == Finished(index, solo.text, solo.reason), index
     assert {f.reason for f in results.values()} == {FinishReason.LENGTH, FinishReason.STOP}
+
+
+def _replayed(seeds: Any, streams: Any, steps: Any) -> Any:
+    """A uniform source other than the compiled one: (seed, stream, step) hashed by numpy."""
+    mixed = (seeds.astype(np.float64) * 7.31 + streams * 3.17 + steps * 0.618) % 1.0
+    return mixed
+
+
+@pytest.mark.parametrize("model", [STATEFUL, WINDOW], ids=["stateful", "window"])
+@pytest.mark.parametrize("replay", [False, True], ids=["counter", "replayed"])
+def test_calls_of_many_steps_equal_one_step_at_a_time(model: LSTMModel, replay: bool) -> None:
+    # Long enough to cross decoded chunks, with stop sequences, joins between calls, rows
+    # above the threaded threshold, and calls of every length up to MAX_STEPS.
+    uniforms = _replayed if replay else None
+    jobs = [
+        (SEEDS[i % 5], replace_length(PARAMS[i % len(PARAMS)], 40 + 37 * i), 50 + i, i % 4)
+        for i in range(24)
+    ]
+
+    def run(sizes: Any) -> dict[Hashable, Finished]:
+        batch = Batch(model, capacity=24, uniforms=uniforms)
+        results: dict[Hashable, Finished] = {}
+        pending = list(enumerate(jobs))
+        while pending or len(batch):
+            for index, (seed, params, rs, stream) in pending[:3]:
+                batch.add(index, model.encode(seed), params, rs, stream)
+            pending = pending[3:]
+            results.update((f.key, f) for f in batch.step(next(sizes)))
+        return results
+
+    rng = np.random.default_rng(5)
+    single = run(iter(lambda: 1, None))
+    many = run(iter(lambda: int(rng.integers(1, MAX_STEPS + 1)), None))
+    assert many == single
+    assert {f.reason for f in single.values()} == {FinishReason.LENGTH, FinishReason.STOP}
+    assert max(len(f.text) for f in single.values()) > CHUNK
+
+
+def replace_length(params: SamplingParams, length: int) -> SamplingParams:
+    return SamplingParams(length, params.temperature, params.top_k, params.top_p, params.stop)
+
+
+def test_a_call_stops_at_the_shortest_remaining_length() -> None:
+    batch = Batch(STATEFUL, capacity=2)
+    batch.add("short", STATEFUL.encode("a"), SamplingParams(length=5), 1)
+    batch.add("long", STATEFUL.encode("a"), SamplingParams(length=500), 1)
+    finished = batch.step(MAX_STEPS)
+    assert batch.last_steps == 5 and [f.key for f in finished] == ["short"]
+    assert batch.progress("long") == 5 and len(finished[0].text) == 5
+
+
+@pytest.mark.parametrize("steps", [0, MAX_STEPS + 1, True, -1])
+def test_step_counts_out_of_range_are_refused(steps: int) -> None:
+    batch = Batch(STATEFUL, capacity=1)
+    batch.add("k", STATEFUL.encode("a"), SamplingParams(length=5), 1)
+    with pytest.raises(ValueError, match="steps"):
+        batch.step(steps)
+    assert batch.progress("k") == 0
+
+
+def test_the_pacer_lengthens_calls_and_starts_over_when_the_batch_grows() -> None:
+    batch = Batch(STATEFUL, capacity=64)
+    params = SamplingParams(length=10**6)
+    batch.add(0, STATEFUL.encode("a"), params, 1)
+    pacer = Pacer(budget_s=1.0)  # far more than any call of this tiny model takes
+    for _ in range(3):
+        pacer.step(batch)
+    assert pacer.steps == MAX_STEPS
+    for key in range(1, 64):
+        batch.add(key, STATEFUL.encode("a"), params, 1, key)
+    pacer.step(batch)
+    assert batch.last_steps == 1  # measured again before the longer calls
+    assert Pacer(budget_s=0.0).step(batch) == [] and batch.last_steps == 1
 
 
 def test_batch_larger_than_the_threaded_threshold_equals_solo() -> None:

@@ -25,6 +25,7 @@ from shared.webhooks.events import OUTPUT_EVENT_INTERVAL_S
 from worker.batch_loop import ActiveJob, LoopStore, ModelLoop, RunOutcome
 
 FLUSH_S = 0.01  # flush often so that short jobs still cross several flushes
+LONG = 100_000  # characters of a job that crosses flushes for sure: at least 1,500 step calls
 WAIT_S = 20.0  # the longest any job here may take to end (a failure, never a pause)
 ENDLESS = 10**7  # characters: a job that only a cancel, a time limit or stop() ends
 
@@ -254,14 +255,15 @@ def wait_done(*jobs: ActiveJob) -> None:
 def test_a_job_succeeds_with_the_text_the_engine_generates_alone(
     make_harness: MakeHarness, model: LSTMModel, n: int
 ) -> None:
-    job = active_job("job-1", length=3000, n=n, random_seed=11)
+    # Long enough for many flushes however fast the step is (calls of up to 64 steps).
+    job = active_job("job-1", length=LONG, n=n, random_seed=11)
     harness = make_harness(jobs=[job])
     wait_done(job)
     assert job.outcome is RunOutcome.SUCCEEDED
     final = harness.store.final_of("job-1")
     assert final.status is JobStatus.SUCCEEDED and final.error is None
     assert final.finish_reasons == ("length",) * n
-    assert final.update.done == 3000 * n
+    assert final.update.done == LONG * n
     assert harness.store.flushed_text("job-1")  # part of the text came through flushes
     assert harness.store.text("job-1") == solo(model, job)
 
@@ -488,7 +490,7 @@ def test_a_continued_job_writes_what_one_longer_job_writes_after_the_text_it_con
 def test_a_lost_write_is_written_again_from_what_the_store_has(
     make_harness: MakeHarness, model: LSTMModel
 ) -> None:
-    job = active_job("job-lost", length=3000, random_seed=4)
+    job = active_job("job-lost", length=LONG, random_seed=4)  # its first flush is not its end
     harness = make_harness()
     harness.store.lose.add("job-lost")  # its first write with text vanishes (a failover)
     harness.submit(job)
