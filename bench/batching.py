@@ -93,7 +93,9 @@ def batching_stack(models: list[str], slots: int) -> Iterator[tuple[str, redis.R
     stack = Stack(
         model_dir, models, worker_slots=slots, name="batching",
         settings={"LSTMGEN_MAX_LENGTH": str(ENDLESS), "LSTMGEN_API_PROCESSES": "1",
-                  "LSTMGEN_API_THREADS": "32"},
+                  "LSTMGEN_API_THREADS": "32",
+                  # 256 jobs from one key at once: past the default per-key burst of 100.
+                  "LSTMGEN_KEY_SUBMIT_BURST": "1000", "LSTMGEN_KEY_SUBMIT_RATE": "1000"},
     )  # fmt: skip
     with local_stack(stack) as running:
         client = redis.Redis.from_url(running.redis_url, decode_responses=True)
