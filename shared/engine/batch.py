@@ -387,7 +387,8 @@ class Pacer:
         if batch.last_steps:
             seconds = (time.perf_counter() - started) / batch.last_steps
             self._per_step = seconds if not self._per_step else 0.7 * self._per_step + 0.3 * seconds
-            self.steps = max(1, min(MAX_STEPS, int(self.budget_s / self._per_step)))
+            steps = self.budget_s / max(self._per_step, 1e-9)
+            self.steps = max(1, min(MAX_STEPS, int(steps)))
         return finished
 
 

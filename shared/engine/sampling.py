@@ -117,9 +117,9 @@ def sample(logits: F32, temperatures: F32, top_k: I64, top_p: F32, uniforms: F64
     return draw(probs, uniforms)
 
 
-# Compiled versions of the functions above for the engine's step: one call per step for the
-# whole batch instead of a dozen numpy calls, and each row on its own (so identical alone or
-# in a batch). tests/engine/test_sampling.py checks them against the numpy versions.
+# Compiled versions of the functions above, one row at a time, for the engine's compiled steps
+# (shared/engine/steps.py): each row on its own, so identical alone or in a batch.
+# tests/unit/engine/test_sampling.py checks them against the numpy versions.
 _jit = njit(nogil=True, cache=True, error_model="numpy")
 
 
@@ -136,13 +136,6 @@ def uniform_at(seed, stream, step):  # type: ignore[no-untyped-def]
     """Return counter_uniforms for one (random_seed, stream, step)."""
     x = _splitmix_one(_splitmix_one(_splitmix_one(seed) ^ stream) ^ np.uint64(step))
     return np.float64(x >> np.uint64(11)) * (1.0 / 2**53)
-
-
-@_jit
-def uniforms_into(seeds, streams, steps, out):  # type: ignore[no-untyped-def]
-    """Write counter_uniforms(seeds, streams, steps) into out."""
-    for r in range(out.shape[0]):
-        out[r] = uniform_at(seeds[r], streams[r], steps[r])
 
 
 @_jit
@@ -175,14 +168,6 @@ def sample_row(row, temperature, top_k, top_p, uniform, probs):  # type: ignore[
     while pick > 0 and probs[pick] <= 0:
         pick -= 1
     return pick
-
-
-@_jit
-def sample_into(logits, temperatures, top_k, top_p, uniforms, out):  # type: ignore[no-untyped-def]
-    """Write sample(logits, temperatures, top_k, top_p, uniforms) into out, row by row."""
-    probs = np.empty(logits.shape[1], np.float32)
-    for r in range(logits.shape[0]):
-        out[r] = sample_row(logits[r], temperatures[r], top_k[r], top_p[r], uniforms[r], probs)
 
 
 @_jit

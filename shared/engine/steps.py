@@ -2,9 +2,9 @@
 
 A step of a small batch costs more in Python (a dozen calls, each unboxing its arrays) than in
 arithmetic; here a thread runs its rows through every step of a call on its own, with no
-fork-join between steps. Each row does exactly what one `kernels.forward` and one
-`sampling.sample_into` would do for it, in the same order, so a call of k steps gives the
-bits of k calls of one step.
+fork-join between steps. Each row goes through the same row pass (`kernels.forward_rows`)
+and the same draw (`sampling.sample_row`) at every step, so a call of k steps gives the bits
+of k calls of one step.
 """
 
 from __future__ import annotations
