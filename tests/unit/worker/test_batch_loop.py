@@ -503,12 +503,12 @@ def test_a_lost_write_is_written_again_from_what_the_store_has(
 def test_a_stop_sequence_across_flushes_ends_the_job_with_its_solo_text(
     make_harness: MakeHarness, model: LSTMModel
 ) -> None:
-    probe = active_job("probe", length=3000, random_seed=9)
+    probe = active_job("probe", length=LONG, random_seed=9)
     (full,) = solo(model, probe)
     # A stop sequence first met late in the text, so that the job crosses several flushes.
-    at = next(i for i in range(2000, 2900) if full.index(full[i : i + 4]) == i)
-    stop = full[at : at + 4]
-    job = active_job("job-stop", length=3000, random_seed=9, stop=(stop,))
+    at = next(i for i in range(LONG - 1000, LONG - 100) if full.index(full[i : i + 8]) == i)
+    stop = full[at : at + 8]
+    job = active_job("job-stop", length=LONG, random_seed=9, stop=(stop,))
     harness = make_harness(jobs=[job])
     wait_done(job)
     final = harness.store.final_of("job-stop")
