@@ -25,10 +25,13 @@ LSTMGEN = [sys.executable, "-c", "import sys; from shared.client.cli import main
 KEY = "cli-key"
 
 
+ENDLESS = 10_000_000  # characters: a job that cannot end before the test cancels it
+
+
 @pytest.fixture(scope="module")
 def stack(start_api: StartApi, worker: WorkerHandle) -> ApiHandle:
-    """Start an open API in front of the worker."""
-    return start_api()
+    """Start an open API in front of the worker (jobs up to 10M characters: see ENDLESS)."""
+    return start_api(max_length=ENDLESS)
 
 
 @pytest.fixture
@@ -95,12 +98,12 @@ def test_submit_follow_prints_exactly_the_generated_text(api: ApiHandle) -> None
 def test_submit_status_jobs_and_cancel(
     api: ApiHandle, worker: WorkerHandle, redis_client: redis.Redis
 ) -> None:
-    submitted = lstmgen("submit", "tiny", "--seed", "a", "--length", "100000", url=api.url)
+    submitted = lstmgen("submit", "tiny", "--seed", "a", "--length", str(ENDLESS), url=api.url)
     job_id, status = submitted.stdout.split()
     assert status in ("queued", "running")
     with Client(api.url) as client:
         wait_for(lambda: client.get(job_id).text, 30, "the first characters")
-    # The tiny model writes 100,000 characters in a second or two: with its worker stopped the
+    # The tiny model writes ENDLESS characters in a minute or more: with its worker stopped the
     # job is necessarily still running for `status` and `jobs`, and the cancel is recorded
     # before the worker can take another step.
     with worker.paused():
@@ -126,7 +129,7 @@ def test_submit_status_jobs_and_cancel(
     # The worker continues and sees the request at its next flush (0.1 s).
     stdout, stderr = cancel.communicate(timeout=60)
     assert cancel.returncode == 0, stderr
-    assert re.fullmatch(rf"{job_id} canceled \(\d+/100000 characters\)\n", stdout)
+    assert re.fullmatch(rf"{job_id} canceled \(\d+/{ENDLESS} characters\)\n", stdout)
     status_text = lstmgen("status", job_id, url=api.url).stdout
     assert status_text.startswith(f"job {job_id} canceled")
 
