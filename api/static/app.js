@@ -21,6 +21,7 @@ const MAX_STREAM_RETRIES = 6;
 const PREDICT_DELAY_MS = 150; // typing pause before the next-character chart is asked for
 const PREDICT_TOP = 20; // bars in the chart
 const SAMPLE_SEPARATOR = "\n\n"; // between samples in the copied or downloaded output
+const PIECE_CHARS = 16384; // a sample's text goes on in a new block at the next line break past this
 const VISIBLE = { " ": "␣", "\n": "⏎", "\t": "⇥" };
 
 const $ = (id) => document.getElementById(id);
@@ -28,11 +29,48 @@ const $ = (id) => document.getElementById(id);
 const state = {
   job: null, // the job shown in the output panel
   abort: null, // AbortController of the stream being followed
-  texts: [], // one Text node per sample, that its generated characters are appended to
+  texts: [], // one SampleText per sample, that its generated characters are appended to
   models: [],
   predict: { timer: 0, ticket: 0, abort: null }, // the chart's pending and latest requests
   training: { id: null, timer: 0, canceling: false, ended: false, shown: NO_TRAINING }, // the one followed
 };
+
+// A sample's generated text, appended to as it streams in. Appending to one text node lays out
+// all of it again, which a fast stream makes slower every time: the text is kept in blocks that
+// each end at a line break past PIECE_CHARS, so an append lays out the last block only (the page
+// shows the same lines, a line break ending each block).
+class SampleText {
+  constructor(parent, text) {
+    this.parent = parent;
+    this.reset(text);
+  }
+
+  reset(text) {
+    this.last = document.createTextNode("");
+    this.parent.replaceChildren(this.last);
+    this.append(text);
+  }
+
+  append(text) {
+    while (text) {
+      const cut = text.indexOf("\n", Math.max(0, PIECE_CHARS - this.last.length));
+      if (cut < 0 || cut === text.length - 1) {
+        this.last.appendData(text);
+        return;
+      }
+      this.last.appendData(text.slice(0, cut + 1));
+      text = text.slice(cut + 1);
+      const piece = element("span", "", "piece");
+      this.last = document.createTextNode("");
+      piece.append(this.last);
+      this.parent.append(piece);
+    }
+  }
+
+  get data() {
+    return this.parent.textContent;
+  }
+}
 
 // ---------------------------------------------------------------- API access
 
@@ -372,9 +410,8 @@ function renderOutputs(job) {
     $("output-seed").textContent = "";
     $("output-text").replaceChildren();
   } else {
-    state.texts = [document.createTextNode(outputs[0])];
     $("output-seed").textContent = seed;
-    $("output-text").replaceChildren(state.texts[0]);
+    state.texts = [new SampleText($("output-text"), outputs[0])];
     $("panes").replaceChildren();
   }
   $("copy-output").disabled = false;
@@ -392,19 +429,18 @@ function samplePane(jobId, index, seed, text, reason) {
   finish.title = reason === "stop" ? "ended on a stop sequence" : "reached the length";
   const status = element("span", "", "copy-state muted small");
   status.setAttribute("aria-live", "polite");
-  const textNode = document.createTextNode(text);
+  const generated = element("span", "", "pane-output");
+  const sample = new SampleText(generated, text);
   const copy = element("button", "Copy", "secondary compact");
   copy.type = "button";
-  copy.addEventListener("click", () => copyText(textNode.data, status));
+  copy.addEventListener("click", () => copyText(sample.data, status));
   const download = element("button", "Download", "secondary compact");
   download.type = "button";
   const filename = `lstmgen-${jobId}-${index + 1}.txt`;
-  download.addEventListener("click", () => downloadText(textNode.data, filename));
+  download.addEventListener("click", () => downloadText(sample.data, filename));
   const head = document.createElement("div");
   head.className = "pane-head";
   head.append(element("span", `Sample ${index + 1}`, "pane-title"), finish);
-  const generated = element("span", "", "pane-output");
-  generated.append(textNode);
   const box = document.createElement("pre");
   box.className = "text pane-text";
   box.append(element("span", seed, "seed"), generated);
@@ -412,7 +448,7 @@ function samplePane(jobId, index, seed, text, reason) {
   foot.className = "pane-foot";
   foot.append(copy, download, status);
   node.append(head, box, foot);
-  return { node, text: textNode };
+  return { node, text: sample };
 }
 
 function renderStatus(status) {
@@ -520,7 +556,7 @@ async function follow(jobId) {
   const abort = new AbortController();
   state.abort = abort;
   setBusy(true);
-  for (const text of state.texts) text.data = ""; // the stream replays the job's output from its start
+  for (const text of state.texts) text.reset(""); // the stream replays the job's output from its start
   let lastId = null;
   let failures = 0;
   let finished = false;
@@ -597,11 +633,11 @@ function handleEvent(event) {
 }
 
 function appendText(stream, text) {
-  const node = state.texts[stream];
-  if (!node) return;
-  const box = node.parentElement.closest("pre");
+  const sample = state.texts[stream];
+  if (!sample) return;
+  const box = sample.parent.closest("pre");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
-  node.appendData(text);
+  sample.append(text);
   if (atBottom) box.scrollTop = box.scrollHeight; // follow the text unless the reader scrolled up
 }
 

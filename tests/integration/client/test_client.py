@@ -12,14 +12,14 @@ from tests.conftest import wait_for
 from tests.integration.client.cutting_proxy import CuttingProxy
 from tests.integration.conftest import ApiHandle, StartApi, WorkerHandle, wait_record
 
-LONG = 100_000  # characters: runs for many seconds with the tiny model
+LONG = 10_000_000  # characters: runs for many seconds with the tiny model
 KEYS = ("key-alice", "key-bob")
 
 
 @pytest.fixture(scope="module")
 def stack(start_api: StartApi, worker: WorkerHandle) -> ApiHandle:
-    """Start an open API in front of the worker."""
-    return start_api()
+    """Start an open API in front of the worker, accepting LONG jobs."""
+    return start_api(max_length=LONG)
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +99,8 @@ def test_cancel_keeps_the_partial_output(
 ) -> None:
     job = client.submit("tiny", seed="the ", length=LONG)
     wait_for(lambda: client.get(job.id).text, 30, "the first characters")
-    # The tiny model writes LONG characters in a second or two: the cancel is recorded while
-    # the worker is stopped, so the job cannot have finished first.
+    # The tiny model needs many seconds for LONG characters, and the cancel is recorded while
+    # the worker is stopped: the job cannot have finished first.
     with worker.paused():
         client.cancel(job.id)
         wait_record(redis_client, job.id, status="running", cancel_requested="1")

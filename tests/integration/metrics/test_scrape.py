@@ -19,6 +19,7 @@ from tests.integration.conftest import (
 )
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+ENDLESS = 10_000_000  # characters: the tiny model needs many seconds for them
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def workers(start_worker: StartWorker) -> list[WorkerHandle]:
 
 @pytest.fixture(scope="module")
 def stack(workers: list[WorkerHandle], start_api: StartApi) -> ApiHandle:
-    """Start the API in front of the workers."""
-    return start_api()
+    """Start the API in front of the workers, accepting ENDLESS jobs."""
+    return start_api(max_length=ENDLESS)
 
 
 def scrape(url: str) -> Samples:
@@ -52,10 +53,10 @@ def test_scrape_counts_jobs_characters_speeds_queues_and_workers(
         finished = [client.submit("tiny", seed="a", length=50 + i) for i in range(4)]
         for job in finished:
             assert client.wait(job.id, timeout=60, poll_interval=0.05).status == "succeeded"
-        running = client.submit("tiny", seed="a", length=100_000)
+        running = client.submit("tiny", seed="a", length=ENDLESS)
         wait_for(lambda: client.get(running.id).text, 30, "the long job to start")
-        # 100,000 characters take the tiny model a second or two: the cancel is recorded while
-        # the job's worker is stopped, so the job cannot have finished first.
+        # ENDLESS characters take the tiny model many seconds, and the cancel is recorded while
+        # the job's worker is stopped: the job cannot have finished first.
         holder = job_record(redis_client, running.id)["worker"]
         with next(worker for worker in workers if worker.worker_id == holder).paused():
             client.cancel(running.id)

@@ -38,7 +38,7 @@ from tests.unit.engine.factories import random_weights, write_ml5
 KEYS = "alice:key-alice,bob:key-bob"
 SEED = "the "
 LENGTH = 120
-LONG = 100_000  # a job that runs for seconds: it is seen running long before it can end
+LONG = 500_000  # a job ml5_darwin needs seconds for: it is seen running long before it can end
 SMALL_LIMIT = 200_000  # bytes an upload may have on the small API
 CATALOG_PATTERNS = ("lstmgen:model:*", "lstmgen:blob:*", "lstmgen:upload:*", "lstmgen:models")
 

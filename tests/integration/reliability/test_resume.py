@@ -44,10 +44,13 @@ class Case:
 
 
 CASES = {
-    "stateful": Case("ml5_darwin", 1, 100_000, {"temperature": 0.8, "top_p": 0.95}),
+    "stateful": Case("ml5_darwin", 1, 300_000, {"temperature": 0.8, "top_p": 0.95}),
     "window": Case("jessvb_nietzsche", 1, 20_000, {"temperature": 0.7, "top_k": 12}),
-    "stateful-n4": Case("ml5_darwin", 4, 40_000, {"temperature": 1.0, "stop": ["\n\n\n\n"]}),
+    "stateful-n4": Case("ml5_darwin", 4, 120_000, {"temperature": 1.0, "stop": ["\n\n\n\n"]}),
 }
+# Each case takes its worker seconds: from a tenth done to the end leaves the test ample time to
+# see the job running and stop its worker.
+LONGEST = max(case.length for case in CASES.values())
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +61,8 @@ def models(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(start_api: StartApi, models: Path) -> ApiHandle:
-    """Start the API over the reference models."""
-    return start_api(model_dir=models)
+    """Start the API over the reference models, accepting every case's length."""
+    return start_api(model_dir=models, max_length=LONGEST)
 
 
 def start_pair(start_worker: StartWorker, models: Path) -> list[WorkerHandle]:

@@ -35,7 +35,7 @@ from tests.integration.service.helpers import (
 
 # Characters: the tiny model needs well over ten seconds for them, so a test that watches or
 # cancels such a job finds it still running (the API here allows that length).
-LONG = 1_000_000
+LONG = 10_000_000
 
 
 @pytest.fixture(scope="module")

@@ -28,15 +28,17 @@ from tests.integration.conftest import (
 )
 from tests.integration.service.helpers import get_job, submit, wait_status
 
-# The API's longest job: the tiny model needs a second or more for it, against the milliseconds
-# between a test seeing its first output and stopping or signalling its worker.
-LONG = 100_000
+# Jobs the tiny model needs seconds for, against the milliseconds between a test seeing one
+# running and stopping or signalling its worker. LONG jobs are compared whole with the engine's
+# text; ENDLESS ones are never meant to finish.
+LONG = 2_000_000
+ENDLESS = 10_000_000
 
 
 @pytest.fixture(scope="module")
 def stack(start_api: StartApi) -> ApiHandle:
-    """Start the API once for the module; tests start the workers they need."""
-    return start_api()
+    """Start the API once for the module (jobs up to ENDLESS); tests start their workers."""
+    return start_api(max_length=ENDLESS)
 
 
 @pytest.fixture(scope="module")
@@ -92,19 +94,19 @@ def test_a_job_past_its_time_limit_ends_timed_out_with_partial_output(
 ) -> None:
     worker = start_worker(worker_models="tiny3", job_time_limit_s=1.0)
     try:
-        job_id = submit(api, model="tiny3", length=LONG)["id"]
+        job_id = submit(api, model="tiny3", length=ENDLESS)["id"]
         wait_running(redis_client, job_id)
         running_since = time.monotonic()  # the worker started the job before this
-        # A fast machine writes LONG characters in about a second: stopped, the worker cannot
-        # finish the job while its time limit runs out, and it checks the limit at the first
-        # flush after it continues, before it could step through the characters left.
+        # ENDLESS characters take the tiny model many seconds: stopped, the worker cannot finish
+        # the job while its time limit runs out, and it checks the limit at the first flush after
+        # it continues, long before it could step through the characters left.
         with worker.paused():
             wait_for(lambda: time.monotonic() - running_since > 1.0, 10, "the time limit")
         job = wait_status(api, job_id, timeout=30)
     finally:
         worker.stop()
     assert job["status"] == "timed_out" and job["error"]["type"] == "time_limit"
-    assert 0 < len(job["output"]) < LONG
+    assert 0 < len(job["output"]) < ENDLESS
     # At most a few flush intervals (0.1 s) past the limit, even though the pause above ends
     # up to a poll (0.1 s) late: the upper bound holds on a loaded machine too.
     assert 1.0 <= job["metrics"]["generation_time_s"] < 3.0

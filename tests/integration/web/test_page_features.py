@@ -18,20 +18,21 @@ import pytest
 import redis
 from playwright.sync_api import Browser, Error, Locator, Page, Route, expect
 
-from tests.integration.conftest import ApiHandle, StartApi, StartWorker
+from shared.jobs.keys import output_key
+from tests.conftest import wait_for
+from tests.integration.conftest import ApiHandle, StartApi, WorkerHandle, wait_record
 from tests.integration.web.conftest import open_page
 
 pytestmark = pytest.mark.browser
 
 VISIBLE = {" ": "␣", "\n": "⏎", "\t": "⇥"}  # how the chart labels invisible characters
-LONG = 100_000  # characters per sample: runs for many seconds with the tiny model
+LONG = 10_000_000  # characters per sample: the tiny model needs many seconds for them
 
 
 @pytest.fixture(scope="module")
-def stack(start_api: StartApi, start_worker: StartWorker) -> ApiHandle:
-    """Start one worker serving `tiny` and an open API."""
-    start_worker(worker_models="tiny")
-    return start_api()
+def stack(start_api: StartApi, worker: WorkerHandle) -> ApiHandle:
+    """Start an open API, accepting LONG jobs, in front of the module's worker of `tiny`."""
+    return start_api(max_length=LONG)
 
 
 @pytest.fixture
@@ -173,21 +174,35 @@ def test_a_stale_chart_answer_does_not_overwrite_a_newer_one(page: Page, api: ht
     expect_chart(page, predicted(api, "and ", temperature(page)))
 
 
-def test_three_samples_stream_side_by_side(page: Page, api: httpx.Client, tmp_path: Path) -> None:
+def test_three_samples_stream_side_by_side(
+    page: Page, api: httpx.Client, worker: WorkerHandle, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     page.fill("#seed", "the ")
     page.fill("#length", str(LONG))
     page.fill("#n", "3")
-    page.click("#generate")
-    panes = page.locator(".pane")
-    expect(panes).to_have_count(3)
-    expect(page.locator("#output")).to_be_hidden()
-    streamed = page.wait_for_function(RUNNING_PANES).json_value()  # every pane streams its own
-    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=60_000)
-    job = get_job(api, page.locator("#job-id").text_content() or "")
+    with page.expect_response(lambda r: r.request.method == "POST" and "/v1/jobs" in r.url) as sent:
+        page.click("#generate")
+    job_id = sent.value.json()["id"]
+    # The worker writes faster than a page can show: stopped once every sample has some text, it
+    # leaves the page a bounded text to stream while the job still runs (LONG is far off).
+    wait_for(
+        lambda: all(redis_client.strlen(output_key(job_id, i)) >= 20 for i in range(3)),
+        30,
+        "every sample's first characters",
+    )
+    with worker.paused():
+        panes = page.locator(".pane")
+        expect(panes).to_have_count(3)
+        expect(page.locator("#output")).to_be_hidden()
+        streamed = page.wait_for_function(RUNNING_PANES).json_value()  # each pane streams its own
+        page.click("#cancel")
+        wait_record(redis_client, job_id, status="running", cancel_requested="1")
+    expect(page.locator("#job-status")).to_have_text("canceled", timeout=60_000)
+    job = get_job(api, job_id)
     assert isinstance(job["output"], list) and len(job["output"]) == 3
     assert len(set(job["output"])) == 3  # three different samples, not one repeated
     for text, final in zip(streamed, job["output"], strict=True):
-        assert len(text) < len(final) and final.startswith(text)  # nothing lost or repeated
+        assert final.startswith(text) and len(final) < LONG  # nothing lost or repeated
     assert pane_texts(page) == job["output"]
 
     job_id = generate(page, seed="the ", length=400, n=3)
