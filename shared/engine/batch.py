@@ -116,21 +116,22 @@ class Batch:
         self.model = model
         self.capacity = capacity
         self._net = network(model)
-        self._scratch = Scratch(self._net, model.window or 1, capacity)
         self._uniforms = uniforms  # None: the counter-based stream (compiled)
         self._no_uniforms = np.zeros((0, 0), np.float64)
         self.last_steps = 0  # characters per sequence of the latest step call
         self._window = model.window if model.mode is Mode.WINDOW else None
+        # A window model's sequence holds `window` states, its lanes (see steps.py).
+        lanes = self._window or 1
+        self._scratch = Scratch(self._net, 1, capacity * lanes)
         self._vocab = np.array(model.vocab, dtype=object)
         self._seqs: list[_Sequence] = []  # by row; rows 0..len-1 are active
         self._rows: dict[Hashable, int] = {}
         units = self._net.units
-        self._h = [np.zeros((capacity, u), np.float32) for u in units]
-        self._c = [np.zeros((capacity, u), np.float32) for u in units]
-        self._next = np.zeros(capacity, np.int64)  # stateful: the next input id
-        width = self._window or 1
-        self._win = np.full((capacity, width), ZERO_INPUT, np.int64)  # window: last W ids
-        self._filled = np.zeros(capacity, np.int64)  # window: how many of them are real
+        self._h = [np.zeros((capacity, lanes, u), np.float32) for u in units]
+        self._c = [np.zeros((capacity, lanes, u), np.float32) for u in units]
+        self._next = np.zeros(capacity, np.int64)  # the next input id: the latest character
+        self._lane = np.zeros(capacity, np.int64)  # window: the oldest lane
+        self._lane_ids = np.zeros(capacity * lanes, np.int64)  # the first layer's input ids
         self._temperature = np.zeros(capacity, np.float32)
         self._top_k = np.zeros(capacity, np.int64)
         self._top_p = np.ones(capacity, np.float32)
@@ -142,14 +143,9 @@ class Batch:
         self._chunk = np.zeros((capacity, CHUNK + MAX_STEPS), np.int64)
         self._fill = np.zeros(capacity, np.int64)  # where the next id goes in the row's chunk
         self._has_stop = np.zeros(capacity, np.bool_)
-        rows = capacity if self._window else 0
-        self._zero_h = [np.zeros(rows * u, np.float32) for u in units]
-        self._zero_c = [np.zeros(rows * u, np.float32) for u in units]
-        self._win_t = np.zeros(rows * width, np.int64)  # window ids, time-major, for the pass
-        self._starts = np.zeros(capacity, np.int64)  # window: first real step of each row
         self._passes: dict[int, Forward] = {}  # checked pass arguments by active row count
         self._row_arrays: list[npt.NDArray[Any]] = [
-            *self._h, *self._c, self._next, self._win, self._filled, self._temperature,
+            *self._h, *self._c, self._next, self._lane, self._temperature,
             self._top_k, self._top_p, self._length, self._seed, self._stream, self._done,
             self._chunk, self._has_stop,
         ]  # fmt: skip
@@ -216,19 +212,28 @@ class Batch:
         return seq
 
     def _prefill(self, row: int, ids: I64) -> None:
-        if self._window is not None:
-            kept = ids[-self._window :]
-            self._win[row] = ZERO_INPUT
-            self._win[row, self._window - kept.size :] = kept
-            self._filled[row] = kept.size
-            return
-        hs = [h[row : row + 1] for h in self._h]
-        cs = [c[row : row + 1] for c in self._c]
+        """Feed all ids but the last, which the first step feeds.
+
+        A window model's lanes are left as the steps would have left them: lane j < m (m the
+        ids fed, at most window - 1) was cleared after the j-th of them and read those after
+        it, the others read them all, and lane m is the oldest.
+        """
+        hs = [h[row] for h in self._h]
+        cs = [c[row] for c in self._c]
         for state in (*hs, *cs):
             state.fill(0)
-        if ids.size > 1:
-            prefill = Scratch(self._net, ids.size - 1, 1)
-            self._net.arguments(ids[:-1, None], np.zeros(1, np.int64), hs, cs, prefill)()
+        if self._window is not None:
+            ids = ids[-self._window :]
+        fed = ids.size - 1
+        if fed:
+            lanes = hs[0].shape[0]
+            starts = np.zeros(lanes, np.int64)
+            if self._window is not None:
+                starts[:fed] = np.arange(1, fed + 1)
+            feed = np.repeat(ids[:-1, None], lanes, axis=1)
+            prefill = Scratch(self._net, fed, lanes)
+            self._net.arguments(feed, starts, hs, cs, prefill)()
+        self._lane[row] = fed if self._window is not None else 0
         self._next[row] = ids[-1]
 
     def remove(self, key: Hashable) -> str:
@@ -292,11 +297,13 @@ class Batch:
             seeds, streams = self._seed[:n], self._stream[:n]
             uniforms = np.stack([self._uniforms(seeds, streams, done + s) for s in range(steps)])
         self.last_steps = steps
+        # One window sequence is a batch of its lanes, run on one thread; more use them all.
+        rows = n * self._window if self._window and n > 1 else n
         compiled_steps.run(
             *self._pass(n).args, steps, self.model.vocab_size, self._window or 0,
-            self._next[:n], self._win[:n], self._filled[:n], self._temperature[:n],
-            self._top_k[:n], self._top_p[:n], self._seed[:n], self._stream[:n], done,
-            uniforms, self._chunk[:n], fill, rows=n,
+            self._next[:n], self._lane[:n], self._temperature[:n], self._top_k[:n],
+            self._top_p[:n], self._seed[:n], self._stream[:n], done, uniforms,
+            self._chunk[:n], fill, rows=rows,
         )  # fmt: skip
         return self._collect(n, fill, steps)
 
@@ -310,16 +317,11 @@ class Batch:
         return bundle
 
     def _arguments(self, n: int) -> Forward:
-        if self._window is None:
-            hs = [h[:n] for h in self._h]
-            cs = [c[:n] for c in self._c]
-            starts = Scratch.view(self._scratch.zero_ids, (n,))
-            return self._net.arguments(self._next[None, :n], starts, hs, cs, self._scratch)
-        units = self._net.units
-        hs = [Scratch.view(flat, (n, u)) for flat, u in zip(self._zero_h, units, strict=True)]
-        cs = [Scratch.view(flat, (n, u)) for flat, u in zip(self._zero_c, units, strict=True)]
-        ids = Scratch.view(self._win_t, (self._window, n))
-        starts = Scratch.view(self._starts, (n,))
+        rows = n * (self._window or 1)  # rows of state: sequences, or their lanes
+        hs = [h[:n].reshape(rows, h.shape[2]) for h in self._h]
+        cs = [c[:n].reshape(rows, c.shape[2]) for c in self._c]
+        ids = Scratch.view(self._lane_ids, (1, rows))
+        starts = Scratch.view(self._scratch.zero_ids, (rows,))
         return self._net.arguments(ids, starts, hs, cs, self._scratch)
 
     def _collect(self, n: int, fill: I64, steps: int) -> list[Finished]:

@@ -45,7 +45,8 @@ ACTIVATION_CODES = {
 PARALLEL_ROWS = 16  # batches this large use every thread; smaller ones run on one
 TILE_COLS = 16  # output widths must be multiples of this (the engine pads its weights)
 
-_ROWS = 4  # rows that share each loaded weight
+TILE_ROWS = 4  # rows that share each loaded weight
+_ROWS = TILE_ROWS
 _COLS = 128  # output columns handled together before moving to the next rows
 _DEPTH = 256  # inner-product terms per pass over a tile
 _F0 = np.float32(0.0)
@@ -185,8 +186,8 @@ def _tanh(x):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", error_model="numpy")
-def _add_products(x, w, out, r0, rows, c0, c1):  # type: ignore[no-untyped-def]
-    """out[r0:r0+rows, c0:c1] += x[r0:r0+rows] @ w[:, c0:c1], term by term in k order."""
+def _add_products(x, w, out, r0, r1, c0, c1):  # type: ignore[no-untyped-def]
+    """out[r0:r1, c0:c1] += x[r0:r1] @ w[:, c0:c1], term by term in k order."""
     width = np.uint64(x.shape[1])
     n_cols = np.uint64(out.shape[1])
     xf = x.reshape(x.size)
@@ -197,8 +198,9 @@ def _add_products(x, w, out, r0, rows, c0, c1):  # type: ignore[no-untyped-def]
     for k0 in range(0, x.shape[1], _DEPTH):
         k = np.uint64(k0)
         k1 = np.uint64(min(k0 + _DEPTH, x.shape[1]))
-        if rows == _ROWS:
-            r = np.uint64(r0)
+        row = r0
+        while row + _ROWS <= r1:
+            r = np.uint64(row)
             c = c0
             while c + wide <= c1:
                 _tile_rows(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
@@ -206,30 +208,30 @@ def _add_products(x, w, out, r0, rows, c0, c1):  # type: ignore[no-untyped-def]
             while c < c1:
                 _tile_rows_narrow(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
                 c += TILE_COLS
-        else:
-            for row in range(r0, r0 + rows):
-                r = np.uint64(row)
-                c = c0
-                while c + row_wide <= c1:
-                    _tile_row(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
-                    c += row_wide
-                while c < c1:
-                    _tile_row_narrow(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
-                    c += TILE_COLS
+            row += _ROWS
+        while row < r1:
+            r = np.uint64(row)
+            c = c0
+            while c + row_wide <= c1:
+                _tile_row(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
+                c += row_wide
+            while c < c1:
+                _tile_row_narrow(xf, width, wf, n_cols, of, r, np.uint64(c), k, k1)
+                c += TILE_COLS
+            row += 1
 
 
 @njit(inline="always", error_model="numpy")
-def _tile(table, ids, x, wx, h, wh, out, tile, row_tiles):  # type: ignore[no-untyped-def]
-    """out[rows, cols] = table[ids] + x @ wx + h @ wh for one tile of rows and columns."""
-    # Rows vary fastest, so one block of columns of the weights stays in cache for all rows.
-    r0 = (tile % row_tiles) * _ROWS
-    rows = min(_ROWS, out.shape[0] - r0)
-    c0 = (tile // row_tiles) * _COLS
-    c1 = min(c0 + _COLS, out.shape[1])
-    for r in range(r0, r0 + rows):
-        out[r, c0:c1] = table[ids[r], c0:c1]
-    _add_products(x, wx, out, r0, rows, c0, c1)
-    _add_products(h, wh, out, r0, rows, c0, c1)
+def _affine(table, ids, x, wx, h, wh, out, r0, r1):  # type: ignore[no-untyped-def]
+    """out[r0:r1] = table[ids[r0:r1]] + x[r0:r1] @ wx + h[r0:r1] @ wh, a block of columns at
+    a time (its weights stay in cache for all the rows)."""
+    width = out.shape[1]
+    for c0 in range(0, width, _COLS):
+        c1 = min(c0 + _COLS, width)
+        for r in range(r0, r1):
+            out[r, c0:c1] = table[ids[r], c0:c1]
+        _add_products(x, wx, out, r0, r1, c0, c1)
+        _add_products(h, wh, out, r0, r1, c0, c1)
 
 
 @njit(inline="always", error_model="numpy")
@@ -296,24 +298,17 @@ def _layer_in_blocks(  # type: ignore[no-untyped-def]
     steps, n, width = xs.shape[0], xs.shape[1], table.shape[1]
     block = max(1, _BLOCK_ROWS // n)
     flat_ids = zero_ids.reshape(zero_ids.size)
-    col_tiles = (width + _COLS - 1) // _COLS
     for t0 in range(0, steps, block):
         t1 = min(steps, t0 + block)
         count = (t1 - t0) * n
         x = xs[t0:t1].reshape((count, xs.shape[2]))
         zb = pre[: count * width].reshape((count, width))
         no_h = no_input.reshape((count, 0))
-        row_tiles = (count + _ROWS - 1) // _ROWS
-        for tile in range(row_tiles * col_tiles):
-            _tile(table, flat_ids[:count], x, wx, no_h, no_hw, zb, tile, row_tiles)
-        row_tiles = (n + _ROWS - 1) // _ROWS
+        _affine(table, flat_ids[:count], x, wx, no_h, no_hw, zb, 0, count)
         for t in range(t0, t1):
             z = zb[(t - t0) * n : (t - t0 + 1) * n]
-            for tile in range(row_tiles * col_tiles):
-                r = (tile % row_tiles) * _ROWS
-                c0 = (tile // row_tiles) * _COLS
-                rows = min(_ROWS, n - r)
-                _add_products(h, wh, z, r, rows, c0, min(c0 + _COLS, width))
+            for c0 in range(0, width, _COLS):
+                _add_products(h, wh, z, 0, n, c0, min(c0 + _COLS, width))
             for r in range(n):
                 if t >= starts[r]:
                     _cell_of_kind(z[r], c[r], h[r], kind)
@@ -338,30 +333,59 @@ def forward_rows(  # type: ignore[no-untyped-def]
             continue
         layer_ids = ids if layer == 0 else zero_ids
         xs = no_input if layer == 0 else seqs[layer - 1]
-        col_tiles = (z.shape[1] + _COLS - 1) // _COLS
-        row_tiles = (r1 - r0 + _ROWS - 1) // _ROWS
         for t in range(steps):
             x = xs[t][r0:r1]
             row_ids = layer_ids[t][r0:r1]
-            for tile in range(row_tiles * col_tiles):
-                _tile(tables[layer], row_ids, x, wx[layer], h, wh[layer], z, tile, row_tiles)
+            _affine(tables[layer], row_ids, x, wx[layer], h, wh[layer], z, 0, r1 - r0)
             seq = seqs[layer][t][r0:r1]
             for r in range(r1 - r0):
                 if t >= starts[r0 + r]:
                     _cell_of_kind(z[r], c[r], h[r], kind)
                 seq[r] = h[r]
     top = hs[len(hs) - 1][r0:r1]
-    out = logits[r0:r1]
-    col_tiles = (out.shape[1] + _COLS - 1) // _COLS
-    row_tiles = (r1 - r0 + _ROWS - 1) // _ROWS
-    for tile in range(row_tiles * col_tiles):
-        _tile(out_table, zero_ids[0][r0:r1], top, out_w, no_h[r0:r1], no_hw, out, tile, row_tiles)
+    output_rows(top, logits[r0:r1], out_table, out_w, no_h[r0:r1], no_hw, zero_ids[0][r0:r1])
 
 
 @njit(inline="always", error_model="numpy")
-def row_group(n, groups, group):  # type: ignore[no-untyped-def]
-    """Return rows [r0, r1) of one of `groups` groups of n rows, in whole tiles of rows."""
-    size = ((n + groups - 1) // groups + _ROWS - 1) // _ROWS * _ROWS
+def output_rows(top, out, out_table, out_w, no_h, no_hw, zero_ids):  # type: ignore[no-untyped-def]
+    """out = out_table + top @ out_w for the rows of top [n, H] (no_h [n, 0], zero_ids [n])."""
+    _affine(out_table, zero_ids, top, out_w, no_h, no_hw, out, 0, top.shape[0])
+
+
+@njit(inline="always", error_model="numpy")
+def step_lanes(  # type: ignore[no-untyped-def]
+    lane0, work0, lanes, tables, ids, wx, wh, hs, cs, zs, seqs, no_input, zero_ids, kind
+):  # fmt: skip
+    """Run one step of the state rows lane0:lane0+lanes (the first layer's input ids in
+    ids[0, work0:work0+lanes]), using the scratch rows work0:work0+lanes of zs and seqs.
+
+    The rows of a window model's sequence (see steps.py): the same tiles and cell as
+    forward_rows, so each row gets the bits it would get in any pass; the scratch rows are
+    a thread's own, so one small block of gates stays in cache for all its sequences.
+    """
+    last = len(tables) - 1
+    for layer in range(len(tables)):
+        h = hs[layer][lane0 : lane0 + lanes]
+        c = cs[layer][lane0 : lane0 + lanes]
+        z = zs[layer][work0 : work0 + lanes]
+        xs = no_input if layer == 0 else seqs[layer - 1]
+        layer_ids = ids if layer == 0 else zero_ids
+        x = xs[0][work0 : work0 + lanes]
+        row_ids = layer_ids[0][work0 : work0 + lanes]
+        _affine(tables[layer], row_ids, x, wx[layer], h, wh[layer], z, 0, lanes)
+        for r in range(lanes):
+            _cell_of_kind(z[r], c[r], h[r], kind)
+        if layer < last:
+            seq = seqs[layer][0][work0 : work0 + lanes]
+            for r in range(lanes):
+                seq[r] = h[r]
+
+
+@njit(inline="always", error_model="numpy")
+def row_group(n, groups, group, unit=_ROWS):  # type: ignore[no-untyped-def]
+    """Return rows [r0, r1) of one of `groups` groups of n rows, in whole units of rows
+    (tiles of rows unless told)."""
+    size = ((n + groups - 1) // groups + unit - 1) // unit * unit
     r0 = group * size
     return r0, min(n, r0 + size)
 

@@ -264,11 +264,14 @@ def test_different_random_seeds_differ() -> None:
     assert len(texts) == 5
 
 
-def test_greedy_matches_the_argmax_of_predict() -> None:
-    text = generate(WINDOW, "bc", SamplingParams(length=8, temperature=0)).text
-    for k in range(8):
-        top = predict(WINDOW, "bc" + text[:k], temperature=1.0)[0]
-        assert top.char == text[k]
+@pytest.mark.parametrize("seed", ["b", "bc", "abcd", "hhhhhhhhhhh"])
+def test_greedy_matches_the_argmax_of_predict(seed: str) -> None:
+    # Seeds shorter than, as long as and longer than the window (5): each character of a
+    # window model comes from its own lane, which must have read exactly its window.
+    text = generate(WINDOW, seed, SamplingParams(length=30, temperature=0)).text
+    for k in range(30):
+        top = predict(WINDOW, seed + text[:k], temperature=1.0)[0]
+        assert top.char == text[k], k
 
 
 def test_predict_is_sorted_and_sums_to_one() -> None:
