@@ -28,10 +28,16 @@ def format_event(event_id: str, event: str, data: str) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n"
 
 
-def sse_messages(read: ReadEvents, exists: Callable[[], bool], after: str) -> Iterator[str]:
+def sse_messages(
+    read: ReadEvents, exists: Callable[[], bool], last: Callable[[], JobEvent | None], after: str
+) -> Iterator[str]:
     """Yield SSE messages of the events after stream id `after` until a `done` event, or until
-    the record is gone."""
+    the record is gone. `last` returns the stream's newest event: a client resuming after the
+    `done` event gets an empty stream, not keepalives."""
     yield "retry: 1000\n\n"
+    newest = last()
+    if newest is not None and newest.event == "done" and _order(newest.id) <= _order(after):
+        return
     while True:
         events = read(after, int(KEEPALIVE_S * 1000))
         if not events:
@@ -45,12 +51,18 @@ def sse_messages(read: ReadEvents, exists: Callable[[], bool], after: str) -> It
                 return
 
 
+def _order(event_id: str) -> tuple[int, int]:
+    milliseconds, sequence = event_id.split("-")
+    return int(milliseconds), int(sequence)
+
+
 def job_events(store: JobStore, job_id: str, after: str) -> Iterator[str]:
     """Yield SSE messages after stream id `after` until the job's `done` event."""
     return _logged(
         sse_messages(
             lambda since, block: store.read_events(job_id, since, block_ms=block),
             lambda: bool(store.client.exists(job_key(job_id))),
+            lambda: store.last_event(job_id),
             after,
         ),
         f"job {job_id}",
@@ -64,6 +76,7 @@ def training_events(store: TrainingStore, training_id: str, after: str) -> Itera
         sse_messages(
             lambda since, block: store.read_events(training_id, since, block_ms=block),
             lambda: bool(store.client.exists(training_key(training_id))),
+            lambda: store.last_event(training_id),
             after,
         ),
         f"training {training_id}",

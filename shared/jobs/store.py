@@ -207,6 +207,14 @@ class JobStore:
                 events.append(JobEvent(str(entry_id), entry["event"], entry["data"]))
         return events
 
+    def last_event(self, job_id: str) -> JobEvent | None:
+        """Return the newest event of a job's stream, if any."""
+        reply: Any = self.client.xrevrange(events_key(job_id), count=1)
+        if not reply:
+            return None
+        entry_id, entry = reply[0]
+        return JobEvent(str(entry_id), entry["event"], entry["data"])
+
     def prefix(self, job_id: str) -> tuple[str, ...]:
         """Return the text each sample of a job continues (empty without `continue_from`)."""
         value = self.client.get(prefix_key(job_id))

@@ -111,6 +111,14 @@ class TrainingStore:
             for entry_id, entry in entries
         ]
 
+    def last_event(self, training_id: str) -> JobEvent | None:
+        """Return the newest event of a training's stream, if any."""
+        reply: Any = self.client.xrevrange(events_key(training_id), count=1)
+        if not reply:
+            return None
+        entry_id, entry = reply[0]
+        return JobEvent(str(entry_id), entry["event"], entry["data"])
+
     def put_corpus(self, training_id: str, text: str) -> None:
         """Keep a training's corpus until its worker takes it."""
         self.client.set(CORPUS_PREFIX + training_id, text, ex=self.ttls.active_s)

@@ -142,6 +142,10 @@ def test_stream_resumes_with_last_event_id_without_loss(api: httpx.Client) -> No
     assert received[-1].event == "done"
     text = "".join(e.data["text"] for e in received if e.event == "output")
     assert text == get_job(api, job_id)["output"] and len(text) == LONG
+    # A client that saw `done` and reconnects gets an empty stream that ends at once.
+    headers = {"Last-Event-ID": received[-1].id}
+    with api.stream("GET", f"/v1/jobs/{job_id}/stream", headers=headers) as response:
+        assert list(sse_events(response)) == []
 
 
 def test_cancel_running_stops_within_a_second_keeping_output(

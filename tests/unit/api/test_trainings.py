@@ -136,6 +136,7 @@ def test_the_events_of_a_training_stream_until_done_and_resume(
         ("status", "queued"), ("status", "running"), ("status", "succeeded"), ("done", "succeeded"),
     ]  # fmt: skip
     assert read_stream(client, path, **{"Last-Event-ID": events[1][0]}) == events[2:]
+    assert read_stream(client, path, **{"Last-Event-ID": events[-1][0]}) == []  # after done
     assert read_stream(client, f"{path}?after={events[2][0]}") == events[3:]
     bad = client.get(f"{path}?after=yesterday")
     assert bad.status_code == 422 and fields(bad) == ["after"]
