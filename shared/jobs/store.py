@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import redis
 
+from shared.jobs import streams
 from shared.jobs.keys import (
     QUEUED_KEY,
     REPLICATED_KEY,
@@ -200,20 +200,13 @@ class JobStore:
         self, job_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 500
     ) -> list[JobEvent]:
         """Return the events after stream id `after`, waiting up to `block_ms` for some."""
-        reply: Any = self.client.xread({events_key(job_id): after}, count=count, block=block_ms)
-        events: list[JobEvent] = []
-        for _stream, entries in reply or []:
-            for entry_id, entry in entries:
-                events.append(JobEvent(str(entry_id), entry["event"], entry["data"]))
-        return events
+        return streams.read_events(
+            self.client, events_key(job_id), after, block_ms=block_ms, count=count
+        )
 
     def last_event(self, job_id: str) -> JobEvent | None:
         """Return the newest event of a job's stream, if any."""
-        reply: Any = self.client.xrevrange(events_key(job_id), count=1)
-        if not reply:
-            return None
-        entry_id, entry = reply[0]
-        return JobEvent(str(entry_id), entry["event"], entry["data"])
+        return streams.last_event(self.client, events_key(job_id))
 
     def prefix(self, job_id: str) -> tuple[str, ...]:
         """Return the text each sample of a job continues (empty without `continue_from`)."""

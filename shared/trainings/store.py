@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from shared.jobs import streams
 from shared.jobs.records import JobEvent, JobStatus, JobTTLs
 from shared.redis_connection import connect
 from shared.settings import Settings
@@ -102,22 +103,13 @@ class TrainingStore:
         self, training_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 500
     ) -> list[JobEvent]:
         """Return the events after stream id `after`, waiting up to `block_ms` for some."""
-        reply: Any = self.client.xread(
-            {events_key(training_id): after}, count=count, block=block_ms
+        return streams.read_events(
+            self.client, events_key(training_id), after, block_ms=block_ms, count=count
         )
-        return [
-            JobEvent(str(entry_id), entry["event"], entry["data"])
-            for _stream, entries in reply or []
-            for entry_id, entry in entries
-        ]
 
     def last_event(self, training_id: str) -> JobEvent | None:
         """Return the newest event of a training's stream, if any."""
-        reply: Any = self.client.xrevrange(events_key(training_id), count=1)
-        if not reply:
-            return None
-        entry_id, entry = reply[0]
-        return JobEvent(str(entry_id), entry["event"], entry["data"])
+        return streams.last_event(self.client, events_key(training_id))
 
     def put_corpus(self, training_id: str, text: str) -> None:
         """Keep a training's corpus until its worker takes it."""
