@@ -3,7 +3,8 @@
 Both engine benchmarks divide a model's FLOPs per character into numpy's float32 GEMM rate
 (1024 x 1024 x 1024, the size at which its BLAS runs fastest), measured in this run with as
 many BLAS threads as the engine has. A batched step cannot beat that rate: every FLOP it
-counts is a matrix product at most as efficient as a large GEMM.
+counts is a matrix product at most as efficient as a large GEMM. At one stream the bound that
+matters is memory: `read_rate` times how fast one core reads as many bytes as a step's weights.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
+from numba import njit
 
 from shared.engine.model import LSTMModel, Mode
 
@@ -39,6 +42,37 @@ def flops_per_char(model: LSTMModel) -> int:
     steps = model.window if model.mode is Mode.WINDOW and model.window else 1
     rows, columns = model.output_kernel.shape
     return steps * step + 2 * int(rows) * int(columns)
+
+
+def weight_bytes(model: LSTMModel) -> int:
+    """Return the bytes of weights one step of one stream reads: each counted multiply-add
+    reads one float32 weight once (the first layer's input is a table row)."""
+    steps = model.window if model.mode is Mode.WINDOW and model.window else 1
+    return 2 * flops_per_char(model) // steps
+
+
+@njit(fastmath=True, nogil=True)
+def _total(values: npt.NDArray[np.float32]) -> float:
+    # fastmath lets LLVM vectorise the sum (any order will do: only its speed is used).
+    total = np.float32(0.0)
+    for index in range(values.size):
+        total += values[index]
+    return float(total)
+
+
+def read_rate(nbytes: int, seconds: float) -> float:
+    """Return the best rate, in bytes/s, at which one thread reads an array of `nbytes`
+    again and again (from whichever cache holds it): what one stream's step on one core,
+    which reads every weight once, cannot beat."""
+    values = np.ones(max(16, nbytes // 4), np.float32)
+    _total(values)  # compile, and bring the array into cache
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        _total(values)
+        best = min(best, time.perf_counter() - started)
+    return values.nbytes / best
 
 
 def gemm_rate(threads: int, seconds: float) -> float:

@@ -11,6 +11,8 @@ reference models in ../shared/models in place.
   the same machine; the ratio is the median of the rounds' ratios.
 - Compute bound: the machine's float32 GEMM rate on the engine's threads, measured in this
   run, divided by the matrix FLOPs one character needs (bench/compute.py).
+- One stream's ceiling (stateful models): the bytes of weights a step reads, over the rate at
+  which one core reads an array that size (bench/compute.py): what one thread cannot beat.
 - Keras loop: the Keras example's own algorithm on jessvb_nietzsche rebuilt as a Keras model
   from the loaded weights: one-hot window, `model.predict` per character.
 """
@@ -34,11 +36,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.baseline import NumpyLoop  # noqa: E402
-from bench.compute import GEMM_SIZE, Steal, flops_per_char, gemm_rate  # noqa: E402
+from bench.compute import (  # noqa: E402
+    GEMM_SIZE,
+    Steal,
+    flops_per_char,
+    gemm_rate,
+    read_rate,
+    weight_bytes,
+)
 from shared.engine import kernels  # noqa: E402
 from shared.engine.batch import Batch, Pacer  # noqa: E402
 from shared.engine.loaders import load_model  # noqa: E402
-from shared.engine.model import LSTMModel  # noqa: E402
+from shared.engine.model import LSTMModel, Mode  # noqa: E402
 from shared.engine.sampling import SamplingParams  # noqa: E402
 
 MODELS = ("ml5_darwin", "ml5_bolano", "jessvb_nietzsche")
@@ -217,6 +226,20 @@ def main() -> None:
                 f"{row.engine:>11.0f} {row.numpy:>10.0f} {row.ratio:>6.2f} "
                 f"{row.engine / bound:>9.0%}"
             )
+    print()
+    for name, model in models.items():
+        if model.mode is Mode.WINDOW or 1 not in results[name]:
+            continue
+        nbytes = weight_bytes(model)
+        rate_ = read_rate(nbytes, 0.3 if args.quick else 1.0)
+        ceiling = rate_ / nbytes
+        single = results[name][1]
+        print(
+            f"{name}, one stream: {nbytes / 1e6:.2f} MB of weights read per character; one core "
+            f"reads them in {nbytes / rate_ * 1e6:.0f} us ({rate_ / 1e9:.0f} GB/s), so one core "
+            f"makes at most {ceiling:,.0f} c/s = {ceiling / single.numpy:.1f}x the numpy loop "
+            f"(engine {single.engine / ceiling:.0%} of that)"
+        )
     if "jessvb_nietzsche" in models and not args.no_keras:
         print()
         window = models["jessvb_nietzsche"]

@@ -368,12 +368,17 @@ class Batch:
 
 
 class Pacer:
-    """Steps a batch in calls of about `budget_s` seconds: long enough that Python's part
-    of a call is small beside its arithmetic, short enough that a sequence waiting to join
-    (or a cancel) is taken in soon. Calls of one step for batches whose step takes that long.
+    """Steps a batch in calls of about `budget_s` seconds: long enough that what each call
+    costs besides its steps (Python, waking the threads, waiting for the slower one) is
+    small, short enough that a sequence waiting to join (or a cancel) is taken in soon.
+    Calls of one step for batches whose step takes that long.
+
+    16 ms: against 4 ms, large batches gain a tenth to a fifth (ml5_bolano at 256 streams
+    runs 5 steps a call instead of 1); a join waits at most one call, well inside the
+    output flush interval (0.1 s).
     """
 
-    def __init__(self, budget_s: float = 0.004) -> None:
+    def __init__(self, budget_s: float = 0.016) -> None:
         self.budget_s = budget_s
         self.steps = 1
         self._per_step = 0.0  # seconds, a moving average
