@@ -22,21 +22,36 @@ class DirectoryModels:
         self._models = ModelRegistry(model_dir)
         self._cache: dict[str, tuple[float, ModelInfo]] = {}
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
 
     def names(self) -> list[str]:
         """List the model names."""
         return self._models.names()
 
     def info(self, name: str) -> ModelInfo:
-        """Return a model's description (UnknownModelError, ModelLoadError)."""
+        """Return a model's description (UnknownModelError, ModelLoadError).
+
+        One thread reads a model while the others asking for it wait for its description: the
+        first requests after a start arrive together, and each reading the whole model on its
+        own took the API's cores for a quarter of a second.
+        """
         path = self._models.path(name)
         stamp = model_stamp(path)
+        found = self._cached(name, stamp)
+        if found is not None:
+            return found
+        with self._lock:
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:
+            found = self._cached(name, stamp)
+            if found is None:
+                properties = load_model(path, name=name).properties()  # the weights are dropped
+                found = ModelInfo.from_properties(properties, source=ModelSource.DIRECTORY)
+                with self._lock:
+                    self._cache[name] = (stamp, found)
+        return found
+
+    def _cached(self, name: str, stamp: float) -> ModelInfo | None:
         with self._lock:
             cached = self._cache.get(name)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        properties = load_model(path, name=name).properties()  # the weights are dropped here
-        found = ModelInfo.from_properties(properties, source=ModelSource.DIRECTORY)
-        with self._lock:
-            self._cache[name] = (stamp, found)
-        return found
+        return cached[1] if cached is not None and cached[0] == stamp else None

@@ -90,8 +90,18 @@ class JobStore:
         return CreateOutcome(outcome), str(job_id)
 
     def get(self, job_id: str) -> Job | None:
-        """Return a job with its output so far, or None if there is no such job."""
-        found = self.get_many([job_id])
+        """Return a job with its output so far, or None if there is no such job.
+
+        One round trip for a job of one sample (most jobs, polled often); more samples are
+        read as get_many reads them.
+        """
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(job_key(job_id))
+        pipe.get(output_key(job_id, 0))
+        record, output = pipe.execute()
+        if record and record.get("n") == "1":
+            return job_from_hash(record, [output])
+        found = self.get_many([job_id]) if record else []
         return found[0] if found else None
 
     def model_of(self, job_id: str) -> str | None:

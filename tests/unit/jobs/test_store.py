@@ -128,6 +128,19 @@ def test_claim_flush_finish_records_output_once(store: JobStore) -> None:
     assert claim(store, "w2").outcome is ClaimOutcome.EMPTY
 
 
+def test_get_reads_jobs_of_one_sample_and_of_several_as_get_many_does(store: JobStore) -> None:
+    one, two = create(store, new_job()), create(store, new_job(n=2))
+    claim(store, "w1")
+    claim(store, "w1")
+    updates = [progress(one, 1, 2, "hi", bases=(0,)), progress(two, 1, 3, "ab", "c", bases=(0, 0))]
+    assert store.flush(updates) == [FlushOutcome.OK, FlushOutcome.OK]
+    for job_id, outputs in [(one, ("hi",)), (two, ("ab", "c"))]:
+        job = store.get(job_id)
+        assert job is not None and job.outputs == outputs
+        assert [job] == store.get_many([job_id])
+    assert store.get("no-such-job") is None
+
+
 def test_final_state_starts_retention_on_every_key(store: JobStore) -> None:
     job_id = create(store, new_job())
     claim(store, "w1")
