@@ -56,6 +56,7 @@ bench: $(DEV_STAMP)  ## Run every benchmark (minutes).
 	PYTHONPATH=. $(PY) bench/load.py
 	PYTHONPATH=. $(PY) bench/footprint.py
 	PYTHONPATH=. $(PY) bench/end_to_end.py
+	PYTHONPATH=. $(PY) bench/api_cost.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -32,8 +32,7 @@ class DirectoryModels:
         """Return a model's description (UnknownModelError, ModelLoadError).
 
         One thread reads a model while the others asking for it wait for its description: the
-        first requests after a start arrive together, and each reading the whole model on its
-        own took the API's cores for a quarter of a second.
+        first requests after a start arrive together, and each would read the whole model.
         """
         path = self._models.path(name)
         stamp = model_stamp(path)

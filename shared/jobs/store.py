@@ -92,16 +92,12 @@ class JobStore:
     def get(self, job_id: str) -> Job | None:
         """Return a job with its output so far, or None if there is no such job.
 
-        One round trip for a job of one sample (most jobs, polled often); more samples are
-        read as get_many reads them.
+        One round trip for a job of one sample (most jobs, polled often): its record and first
+        output are read together, and a job of more samples is read again with all of them.
         """
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hgetall(job_key(job_id))
-        pipe.get(output_key(job_id, 0))
-        record, output = pipe.execute()
-        if record and record.get("n") == "1":
-            return job_from_hash(record, [output])
-        found = self.get_many([job_id]) if record else []
+        found = self._read([(job_id, 1)])
+        if found and found[0].n > 1:
+            found = self._read([(job_id, found[0].n)])
         return found[0] if found else None
 
     def model_of(self, job_id: str) -> str | None:
@@ -120,14 +116,19 @@ class JobStore:
         for job_id in job_ids:
             pipe.hget(job_key(job_id), "n")
         counts = pipe.execute()
+        return self._read(
+            [(job_id, int(n)) for job_id, n in zip(job_ids, counts, strict=True) if n]
+        )
+
+    def _read(self, wanted: Sequence[tuple[str, int]]) -> list[Job]:
+        """Return the jobs that exist among (id, samples to read), in one transaction."""
         pipe = self.client.pipeline(transaction=True)
-        present = [(job_id, int(n)) for job_id, n in zip(job_ids, counts, strict=True) if n]
-        for job_id, n in present:
+        for job_id, n in wanted:
             pipe.hgetall(job_key(job_id))
             pipe.mget([output_key(job_id, i) for i in range(n)])
         replies = pipe.execute()
         jobs = []
-        for index in range(len(present)):
+        for index in range(len(wanted)):
             record, outputs = replies[2 * index], replies[2 * index + 1]
             if record:
                 jobs.append(job_from_hash(record, outputs))
