@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 from bench.end_to_end import Connection, cpu_seconds, stack_processes
-from bench.stack import SHARED_MODELS, Stack, local_stack
+from bench.stack import Stack, local_stack, reference_models
 
 MODEL = "ml5_darwin"
 LENGTH = 20_000  # the polled job's output
@@ -34,15 +32,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     args = parser.parse_args()
-    folder = SHARED_MODELS.resolve()
-    if not (folder / MODEL).is_dir():
-        sys.exit(f"bench/api_cost.py: {folder / MODEL} not found")
-    model_dir = Path(tempfile.mkdtemp(prefix="lstmgen-api-cost-models-"))
-    (model_dir / MODEL).symlink_to(folder / MODEL, target_is_directory=True)
+    model_dir = reference_models([MODEL], "api-cost")
     unlimited = {"LSTMGEN_KEY_SUBMIT_RATE": "0"}  # no 429 for submitting faster than a user
     with local_stack(Stack(model_dir, [MODEL], settings=unlimited, name="cost")) as running:
-        port = int(running.url.rsplit(":", 1)[1])
-        pids = stack_processes(port, int(running.redis_url.rsplit(":", 1)[1].split("/")[0]))
+        pids = stack_processes(running)
 
         def measured(what: str, count: int, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
             before = {kind: sum(map(cpu_seconds, pids[kind])) for kind in ("api", "redis")}

@@ -23,19 +23,17 @@ import argparse
 import itertools
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import redis
 
 from bench.compute import GEMM_SIZE, Steal, flops_per_char, gemm_rate
-from bench.stack import SHARED_MODELS, Stack, local_stack, wait_until
+from bench.stack import SHARED_MODELS, Stack, local_stack, reference_models, wait_until
 from shared.engine import kernels
 from shared.engine.batch import Batch, Pacer
 from shared.engine.loaders import load_model
@@ -87,9 +85,7 @@ def engine_rate(model: LSTMModel, sequences: int, seconds: float, windows: int) 
 @contextmanager
 def batching_stack(models: list[str], slots: int) -> Iterator[tuple[str, redis.Redis]]:
     """Start one worker process serving the reference models, and the API; yield URL and Redis."""
-    model_dir = Path(tempfile.mkdtemp(prefix="lstmgen-batching-models-"))
-    for name in models:
-        (model_dir / name).symlink_to(SHARED_MODELS.resolve() / name, target_is_directory=True)
+    model_dir = reference_models(models, "batching")
     stack = Stack(
         model_dir, models, worker_slots=slots, name="batching",
         settings={"LSTMGEN_MAX_LENGTH": str(ENDLESS), "LSTMGEN_API_PROCESSES": "1",

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from urllib.parse import urlsplit
 import redis
 
 from bench.batching import Sample, engine_rate, read_progress
-from bench.stack import SHARED_MODELS, Stack, local_stack
+from bench.stack import Running, Stack, local_stack, reference_models
 from shared.engine.loaders import load_model
 from shared.jobs.keys import job_key
 
@@ -56,8 +55,10 @@ def idle_seconds() -> float:
     return (int(fields[4]) + int(fields[5])) / TICKS
 
 
-def stack_processes(port: int, redis_port: int) -> dict[str, list[int]]:
-    """Find the stack's processes: the API's by its port setting, redis-server by its port."""
+def stack_processes(running: Running) -> dict[str, list[int]]:
+    """Find a stack's processes: the API's by its port setting, redis-server by its port."""
+    port = int(running.url.rsplit(":", 1)[1])
+    redis_port = int(running.redis_url.rsplit(":", 1)[1].split("/")[0])
     found: dict[str, list[int]] = {"worker": [], "api": [], "redis": []}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -157,17 +158,12 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=64)
     parser.add_argument("--length", type=int, default=20_000)
     args = parser.parse_args()
-    folder = SHARED_MODELS.resolve()
-    if not (folder / MODEL).is_dir():
-        sys.exit(f"bench/end_to_end.py: {folder / MODEL} not found")
-    model_dir = Path(tempfile.mkdtemp(prefix="lstmgen-e2e-models-"))
-    (model_dir / MODEL).symlink_to(folder / MODEL, target_is_directory=True)
-    engine = engine_rate(load_model(folder / MODEL), args.jobs, 2.0, 3)
+    model_dir = reference_models([MODEL], "e2e")
+    engine = engine_rate(load_model(model_dir / MODEL), args.jobs, 2.0, 3)
     stack = Stack(model_dir, [MODEL], name="e2e")  # the settings' defaults, as under make run
     with local_stack(stack) as running:
-        port = int(running.url.rsplit(":", 1)[1])
         client = redis.Redis.from_url(running.redis_url, decode_responses=True)
-        pids = stack_processes(port, int(running.redis_url.rsplit(":", 1)[1].split("/")[0]))
+        pids = stack_processes(running)
         before = {kind: sum(cpu_seconds(p) for p in found) for kind, found in pids.items()}
         own_before, idle_before = time.process_time(), idle_seconds()
         samples: list[Sample] = []

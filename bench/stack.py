@@ -45,6 +45,18 @@ class Running(NamedTuple):
     redis_url: str
 
 
+def reference_models(models: list[str], name: str) -> Path:
+    """Return a new folder holding the reference models `models` of ../shared (as links), or
+    exit naming the one that is missing."""
+    for model in models:
+        if not (SHARED_MODELS / model).is_dir():
+            sys.exit(f"{SHARED_MODELS.resolve() / model} not found")
+    folder = Path(tempfile.mkdtemp(prefix=f"lstmgen-{name}-models-"))
+    for model in models:
+        (folder / model).symlink_to(SHARED_MODELS.resolve() / model, target_is_directory=True)
+    return folder
+
+
 def pick_model(model_dir: Path, model: str) -> tuple[Path, str]:
     """Return the model folder and model to use: the one asked for, else a reference one."""
     if (model_dir / model).exists():
